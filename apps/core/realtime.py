@@ -1,0 +1,86 @@
+"""Push events to a user's open pages, after the transaction that caused them commits.
+
+With the Redis channel layer, sends go through one background event loop per process (its
+connections stay open), so a trading path that emits several events after a commit pays
+microseconds per event instead of an event loop and a Redis connection each. Sending is
+fire-and-forget: a page that misses a live update refreshes on its next poll or reconnect, and
+trading never waits for it. In-memory layers (single process: the embedded default and tests)
+are sent to synchronously, on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+class _BackgroundLoop:
+    """One event loop thread per process (re-created after a fork, e.g. in Celery workers)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid: int | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="realtime-sender", daemon=True
+                )
+                thread.start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+_background = _BackgroundLoop()
+
+
+def _log_failure(future) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.warning("a live update was not delivered: %s", exc)
+
+
+def broadcast(user_id: int, event: str, data: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "user.event", "event": event, "data": _json_safe(data)}
+    group = user_group(user_id)
+    try:
+        if "Redis" in type(layer).__name__:
+            future = asyncio.run_coroutine_threadsafe(
+                layer.group_send(group, message), _background.loop()
+            )
+            future.add_done_callback(_log_failure)
+        else:
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:  # A page that misses a live update reloads it; trading must go on.
+        logger.exception("live update %s for user %s was not delivered", event, user_id)
+
+
+def broadcast_on_commit(user_id: int, event: str, data: dict[str, Any]) -> None:
+    """Send ``event`` to every open page of the user once the current transaction commits."""
+    data = _json_safe(data)  # freeze the values as they are now
+    transaction.on_commit(lambda: broadcast(user_id, event, data))

@@ -1,0 +1,31 @@
+"""The Celery application.
+
+Workers start with ``celery -A tradeplatform worker``. Without a broker (no ``REDIS_URL``) the
+settings switch Celery to eager mode, so tasks run in-process and the embedded default needs no
+extra service.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeplatform.settings")
+
+app = Celery("tradeplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+def route_task(name, args, kwargs, options, task=None, **extra):
+    """Notification deliveries (SMTP, push, webhooks: slow and retried) go to their own queue,
+    ``<default queue>.notifications``, so trading tasks never wait behind them. Workers consume
+    both queues unless a deployment gives notifications workers of their own."""
+    if name.startswith("apps.notifications.tasks."):
+        return {"queue": f"{app.conf.task_default_queue}.notifications"}
+    return None
+
+
+def worker_queues(default: str | None = None) -> str:
+    """The ``-Q`` argument of a worker that does everything."""
+    default = default or app.conf.task_default_queue
+    return f"{default},{default}.notifications"
