@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -99,6 +100,34 @@ def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+@contextmanager
+def htmx_swap(page: Any, selector: str) -> Iterator[None]:
+    """Wait, after the block, until an HTMX swap has settled with ``selector`` on the page.
+
+    HTMX inserts swapped content at once but wires its ``hx-*`` attributes only when the swap
+    settles (a few milliseconds later). A test that uses a control of that content straight
+    away (a ``select`` whose ``change`` fetches more fields) can beat HTMX to it, and the event
+    goes unheard. A person cannot click that fast; a browser test can.
+    """
+    page.evaluate(
+        """({selector, timeout}) => {
+            window.__htmxSwap = new Promise((resolve, reject) => {
+                const settled = () => {
+                    if (!document.querySelector(selector)) return;
+                    document.body.removeEventListener("htmx:afterSettle", settled);
+                    resolve(true);
+                };
+                document.body.addEventListener("htmx:afterSettle", settled);
+                setTimeout(() => reject(new Error("no HTMX swap settled with " + selector)),
+                           timeout);
+            });
+        }""",
+        {"selector": selector, "timeout": TIMEOUT_MS},
+    )
+    yield
+    page.evaluate("() => window.__htmxSwap")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from apps.notifications import services
-from tests.e2e.conftest import in_thread
+from tests.e2e.conftest import htmx_swap, in_thread
 from tests.factories import UserFactory
 from tradeplatform.celery import app as celery_app
 
@@ -56,7 +56,8 @@ def test_a_live_notification_toasts_badges_and_can_be_read(page, login, trader):
     expect(badge).to_be_visible()
     expect(badge).to_have_text("1")
 
-    page.get_by_test_id("notif-bell").click()
+    with htmx_swap(page, "#notif-dropdown [data-notification-id]"):
+        page.get_by_test_id("notif-bell").click()
     dropdown = page.locator("#notif-dropdown")
     expect(dropdown).to_contain_text("Bought 10 AAPL @ 101.50")
     expect(dropdown).to_contain_text("1 unread")

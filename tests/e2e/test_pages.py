@@ -14,7 +14,7 @@ from apps.execution.domain.intents import OrderIntent
 from apps.execution.models import Order, Trade
 from apps.execution.services import order_submit
 from apps.strategies.models import Strategy
-from tests.e2e.conftest import in_thread
+from tests.e2e.conftest import htmx_swap, in_thread
 from tests.factories import BarFactory, InstrumentFactory, TradingAccountFactory, UserFactory
 
 pytestmark = [
@@ -147,7 +147,8 @@ def test_journal_note_edit(page, login, trader, account, aapl):
     page.goto("/trading/journal/")
     row = page.locator(f"#trade-{trade.pk}")
     expect(row).to_contain_text("+50.00")
-    row.get_by_role("link", name="Edit").click()
+    with htmx_swap(page, "[data-testid=trade-edit-form]"):
+        row.get_by_role("link", name="Edit").click()
     editor = page.get_by_test_id("trade-edit-form")
     editor.locator("textarea[name=notes]").fill("Took profit into resistance.")
     editor.locator("input[name=tags]").fill("momentum, Earnings")

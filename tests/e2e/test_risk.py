@@ -16,7 +16,7 @@ from apps.execution.services import order_submit
 from apps.risk.domain.types import CheckResult, Severity
 from apps.risk.models import RiskRule
 from apps.risk.services import risk_event_raise
-from tests.e2e.conftest import in_thread
+from tests.e2e.conftest import htmx_swap, in_thread
 from tests.factories import BarFactory, InstrumentFactory, TradingAccountFactory, UserFactory
 
 pytestmark = [
@@ -68,7 +68,8 @@ def test_create_a_rule_test_an_order_that_breaks_it_and_see_the_dashboard(
     expect(page.locator("#correlation-heatmap")).to_have_attribute("data-drawn", "true")
 
     # Inline create: the parameter fields follow the rule type.
-    page.get_by_test_id("new-rule").click()
+    with htmx_swap(page, "[data-testid=rule-form]"):
+        page.get_by_test_id("new-rule").click()
     form = page.get_by_test_id("rule-form")
     form.locator("#id_new-rule_type").select_option("leverage")
     expect(form.locator("#id_new-param_max_leverage")).to_be_visible()
@@ -77,7 +78,8 @@ def test_create_a_rule_test_an_order_that_breaks_it_and_see_the_dashboard(
     form.locator("#id_new-name").fill("5k cap")
     form.locator("#id_new-param_mode").select_option("money")
     form.locator("#id_new-param_limit").fill("0")
-    form.get_by_role("button", name="Create rule").click()
+    with htmx_swap(page, '[data-error-for="param_limit"]'):
+        form.get_by_role("button", name="Create rule").click()
     expect(page.locator('[data-error-for="param_limit"]')).to_contain_text("greater than 0")
     assert not RiskRule.objects.exists()
     page.locator("#id_new-param_limit").fill("5000")
