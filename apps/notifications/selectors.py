@@ -66,6 +66,11 @@ def channel_preferences(*, user, type: str) -> dict[str, bool]:
             "channel", "enabled"
         )
     )
+    return channel_preferences_from(type=type, chosen=chosen)
+
+
+def channel_preferences_from(*, type: str, chosen: dict[str, bool]) -> dict[str, bool]:
+    """Channel -> on/off for one type from the trader's rows (``chosen``) over the defaults."""
     return {
         channel: chosen.get(channel, catalog.default_channel_enabled(type, channel))
         for channel in Channel.values
@@ -106,15 +111,38 @@ class EmailHistory:
 
 def email_history(*, user_id: int, since: datetime, exclude_id: int) -> EmailHistory:
     """What the e-mail rate limit decides on, in one query."""
-    rows = (
-        Delivery.objects.filter(user_id=user_id, channel=Channel.EMAIL, batched_into__isnull=True)
-        .filter(
-            Q(status__in=[DeliveryStatus.SENDING, DeliveryStatus.SENT], claimed_at__gt=since)
-            | Q(status=DeliveryStatus.SCHEDULED, hold_reason=HoldReason.DIGEST)
+    if connection.vendor == "postgresql":  # every e-mail asks: written out, it costs less
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status, claimed_at, next_attempt_at "
+                f"FROM {connection.ops.quote_name(Delivery._meta.db_table)} "
+                "WHERE user_id = %s AND channel = %s AND batched_into_id IS NULL AND id <> %s "
+                "AND ((status IN (%s, %s) AND claimed_at > %s) "
+                "OR (status = %s AND hold_reason = %s))",
+                [
+                    user_id,
+                    Channel.EMAIL,
+                    exclude_id,
+                    DeliveryStatus.SENDING,
+                    DeliveryStatus.SENT,
+                    since,
+                    DeliveryStatus.SCHEDULED,
+                    HoldReason.DIGEST,
+                ],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = (
+            Delivery.objects.filter(
+                user_id=user_id, channel=Channel.EMAIL, batched_into__isnull=True
+            )
+            .filter(
+                Q(status__in=[DeliveryStatus.SENDING, DeliveryStatus.SENT], claimed_at__gt=since)
+                | Q(status=DeliveryStatus.SCHEDULED, hold_reason=HoldReason.DIGEST)
+            )
+            .exclude(pk=exclude_id)
+            .values_list("status", "claimed_at", "next_attempt_at")
         )
-        .exclude(pk=exclude_id)
-        .values_list("status", "claimed_at", "next_attempt_at")
-    )
     sent, waiting = [], []
     for status, claimed_at, next_at in rows:
         if status == DeliveryStatus.SCHEDULED:

@@ -27,9 +27,11 @@ inside the transaction that made the event happen.
 
 How a delivery is sent exactly once (as far as a receiver can tell)
 -------------------------------------------------------------------
-``delivery_attempt`` claims the row with ``SELECT ... FOR UPDATE SKIP LOCKED`` and moves it to
-``sending`` with a fresh claim token in a short transaction, so two workers (or a task run
-twice) never send the same delivery. It marks ``sent`` only after the transport returned, and
+``delivery_attempt`` claims the row and moves it to ``sending`` with a fresh claim token: one
+conditional ``UPDATE`` for in-app, push and webhook rows (a task's in-app rows together), a
+short transaction holding the row and the trader's row (``SELECT ... FOR NO KEY UPDATE``) for
+e-mail, whose rate limit counts the trader's sends. Two workers (or a task run twice) never
+send the same delivery. It marks ``sent`` only after the transport returned, and
 only if its claim token still holds. A worker that dies in between leaves ``sending``; the
 periodic sweep (``deliveries_dispatch_due``) hands such rows back after
 ``NOTIFICATIONS_SENDING_TIMEOUT_SECONDS``. The resend carries the same Message-ID / delivery id,
@@ -40,6 +42,7 @@ server's answer.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import secrets
@@ -152,16 +155,63 @@ def _user_of(user: Any):
     return User.objects.get(pk=getattr(user, "pk", user))
 
 
-def _recipient(user: Any):
-    """The user with everything planning needs, in ONE query: the settings row (joined) and
-    whether any browser is subscribed to push. notify() runs inside trading transactions, so
-    its reads are kept to this and the type's preferences."""
+def _recipient(user: Any, type: str) -> tuple[Any, dict[str, bool]]:
+    """The user with everything planning needs, and their channel choices for ``type``.
+
+    notify() runs inside trading transactions, so this is ONE query: the user, the settings
+    row (joined), whether any browser is subscribed to push, and the type's preference rows.
+    """
     user_id = getattr(user, "pk", user)
-    return (
-        User.objects.select_related("notification_settings")
-        .annotate(has_push=Exists(PushSubscription.objects.filter(user_id=OuterRef("pk"))))
-        .get(pk=user_id)
+    if connection.vendor != "postgresql":  # the embedded default: the plain ORM will do
+        row = (
+            User.objects.select_related("notification_settings")
+            .annotate(has_push=Exists(PushSubscription.objects.filter(user_id=OuterRef("pk"))))
+            .get(pk=user_id)
+        )
+        return row, selectors.channel_preferences(user=row, type=type)
+    user_fields = User._meta.concrete_fields
+    settings_fields = NotificationSettings._meta.concrete_fields
+    columns = ", ".join(
+        [
+            *(f"u.{qn(f.column)}" for f in user_fields),
+            *(f"s.{qn(f.column)}" for f in settings_fields),
+        ]
     )
+    sql = (
+        f"SELECT {columns}, "
+        f"EXISTS (SELECT 1 FROM {qn(PushSubscription._meta.db_table)} p WHERE p.user_id = u.id), "
+        f"(SELECT json_object_agg(c.channel, c.enabled) "
+        f"FROM {qn(NotificationPreference._meta.db_table)} c "
+        "WHERE c.user_id = u.id AND c.type = %s) "
+        f"FROM {qn(User._meta.db_table)} u "
+        f"LEFT JOIN {qn(NotificationSettings._meta.db_table)} s ON s.user_id = u.id "
+        "WHERE u.id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [type, user_id])
+        values = cursor.fetchone()
+    if values is None:
+        raise User.DoesNotExist(f"No user with id {user_id}.")
+    row = _instance(User, values[: len(user_fields)])
+    settings_values = values[len(user_fields) : len(user_fields) + len(settings_fields)]
+    settings_row = (
+        None if settings_values[0] is None else _instance(NotificationSettings, settings_values)
+    )
+    row._state.fields_cache["notification_settings"] = settings_row
+    row.has_push, chosen = values[-2], values[-1]
+    if isinstance(chosen, str):
+        chosen = json.loads(chosen)
+    return row, selectors.channel_preferences_from(type=type, chosen=chosen or {})
+
+
+def _instance(model: Any, values: Iterable[Any]) -> Any:
+    """A model instance from its concrete columns' raw values, as the ORM would build it."""
+    fields = model._meta.concrete_fields
+    converted = [
+        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
+        for f, v in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 # --- notify ----------------------------------------------------------------------------------
@@ -193,7 +243,7 @@ def notify(
     title = " ".join((title or "").split())[:200]
     if not title:
         raise ValidationFailed("A notification needs a title.", fields={"title": "Required."})
-    user = _recipient(user)
+    user, prefs = _recipient(user, type)
     now = timezone.now()
     with transaction.atomic(savepoint=False):
         try:
@@ -215,7 +265,7 @@ def notify(
             if dedupe_key and same_key.exists():
                 return None  # a concurrent call with the same key won
             raise
-        deliveries = _plan_deliveries(user=user, notification=notification, now=now)
+        deliveries = _plan_deliveries(user=user, notification=notification, now=now, prefs=prefs)
         Delivery.objects.bulk_create(deliveries)
         deliver_on_commit(d.pk for d in deliveries if d.status == DeliveryStatus.PENDING)
         held = [d for d in deliveries if d.status == DeliveryStatus.SCHEDULED]
@@ -225,9 +275,10 @@ def notify(
     return notification
 
 
-def _plan_deliveries(*, user, notification: Notification, now: datetime) -> list[Delivery]:
+def _plan_deliveries(
+    *, user, notification: Notification, now: datetime, prefs: dict[str, bool]
+) -> list[Delivery]:
     """One delivery per channel that is enabled for the type and has somewhere to go."""
-    prefs = selectors.channel_preferences(user=user, type=notification.type)
     row = selectors.notification_settings_or_default(user=user)
     quiet_end = None
     if row.quiet_hours_enabled and not notification.critical:
@@ -303,6 +354,7 @@ class Claim:
     batch_ids: tuple[int, ...] = ()
     progress: dict | None = None
     notification: Notification | None = None  # loaded with its user by the claim
+    unread_count: int | None = None  # the trader's badge, read by an in-app claim
 
 
 class Outcome:
@@ -316,26 +368,58 @@ class Outcome:
 
 
 def deliveries_attempt(*, delivery_ids: Iterable[int]) -> dict[str, int]:
-    """``delivery_attempt`` for each id, in order; one failing row never stops the others
-    (the sweep picks it up again)."""
+    """``delivery_attempt`` for each id; one failing row never stops the others (the sweep
+    picks it up again).
+
+    On PostgreSQL the task's in-app rows are claimed together in one statement (which also
+    tells the channel of the others, so an e-mail row goes straight to its own claim) and sent
+    first: they only touch the channel layer, so nothing slow holds their claim."""
+    ids = list(delivery_ids)
     outcomes: dict[str, int] = {}
-    for delivery_id in delivery_ids:
+
+    def record(attempt: Callable[[], str], delivery_id: int) -> None:
         try:
-            outcome = delivery_attempt(delivery_id=delivery_id)
+            outcome = attempt()
         except Exception:
             logger.exception("delivery %s could not be attempted", delivery_id)
             outcome = "error"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    claims: dict[int, Claim] = {}
+    channels: dict[int, str] = {}
+    if len(ids) > 1 and connection.vendor == "postgresql":
+        now = timezone.now()
+        try:
+            claims, channels = _claim_in_app_rows(delivery_ids=ids, now=now)
+        except Exception:
+            logger.exception("deliveries %s could not be claimed together", ids)
+        for delivery_id, claim in claims.items():
+            record(lambda claim=claim: _deliver(claim, now), delivery_id)
+    for delivery_id in ids:
+        if delivery_id not in claims:
+            channel = channels.get(delivery_id)
+            record(
+                lambda i=delivery_id, c=channel: delivery_attempt(delivery_id=i, channel=c),
+                delivery_id,
+            )
     return outcomes
 
 
-def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str:
+def delivery_attempt(
+    *, delivery_id: int, now: datetime | None = None, channel: str | None = None
+) -> str:
     """Claim the delivery if it is due, send it, record the outcome. Safe to run any number
-    of times, concurrently too: only the worker holding the claim sends and marks it."""
+    of times, concurrently too: only the worker holding the claim sends and marks it.
+    ``channel``, when the caller knows it, saves the claim that does not apply."""
     now = now or timezone.now()
-    claim = _claim(delivery_id=delivery_id, now=now)
+    claim = _claim(delivery_id=delivery_id, now=now, channel=channel)
     if claim is None or isinstance(claim, str):
         return claim or Outcome.NOT_DUE
+    return _deliver(claim, now)
+
+
+def _deliver(claim: Claim, now: datetime) -> str:
+    """Send a claimed delivery and record the outcome."""
     try:
         if claim.channel == Channel.PUSH:
             return _send_push(claim, now)
@@ -351,16 +435,17 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str:
     return _finish(claim, DeliveryStatus.SENT, now)
 
 
-def _claim(*, delivery_id: int, now: datetime) -> Claim | str | None:
+def _claim(*, delivery_id: int, now: datetime, channel: str | None = None) -> Claim | str | None:
     """Take the delivery for this worker, if it is due and nobody else has it.
 
     In-app, push and webhook rows: one conditional UPDATE (the database serialises two
     workers on the row; the loser updates nothing). E-mail rows: under a lock on the
     trader's row, because the rate limit decides on the e-mails sent so far."""
     token = uuid.uuid4()
-    claim = _claim_by_update(delivery_id=delivery_id, now=now, token=token)
-    if claim is not None:
-        return claim
+    if channel != Channel.EMAIL:
+        claim = _claim_by_update(delivery_id=delivery_id, now=now, token=token)
+        if claim is not None or channel is not None:
+            return claim
     return _claim_email(delivery_id=delivery_id, now=now, token=token)
 
 
@@ -446,6 +531,71 @@ def _claim_by_update_portable(*, delivery_id: int, now: datetime, token: uuid.UU
     )
 
 
+def _claim_in_app_rows(
+    *, delivery_ids: list[int], now: datetime
+) -> tuple[dict[int, Claim], dict[int, str]]:
+    """Claim every due in-app row among ``delivery_ids`` in one statement (PostgreSQL), with
+    the notification and the trader's unread count; returns the claims and the channel of
+    every row that exists."""
+    delivery, notification = Delivery._meta.db_table, Notification._meta.db_table
+    returned = ", ".join(f"n.{qn(c)} AS n_{c}" for c in _NOTIFICATION_COLUMNS)
+    selected = ", ".join(f"c.n_{c}" for c in _NOTIFICATION_COLUMNS)
+    token = uuid.uuid4()
+    sql = (
+        "WITH claimed AS ("
+        f"UPDATE {qn(delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
+        f"attempts = d.attempts + 1, updated_at = %s FROM {qn(notification)} AS n "
+        "WHERE d.id = ANY(%s) AND n.id = d.notification_id AND d.channel = %s "
+        "AND d.status IN (%s, %s, %s) AND d.next_attempt_at <= %s "
+        "AND d.batched_into_id IS NULL "
+        "RETURNING d.id AS d_id, d.uid AS d_uid, d.attempts AS d_attempts, "
+        f"d.user_id AS d_user_id, d.progress AS d_progress, {returned}) "
+        "SELECT x.id, x.channel, c.d_uid, c.d_attempts, c.d_user_id, c.d_progress, "
+        f"(SELECT count(*) FROM {qn(notification)} AS r "
+        "WHERE r.user_id = c.d_user_id AND r.read_at IS NULL), "
+        f"{selected} FROM {qn(delivery)} AS x LEFT JOIN claimed AS c ON c.d_id = x.id "
+        "WHERE x.id = ANY(%s)"
+    )
+    params = [
+        DeliveryStatus.SENDING,
+        token,
+        now,
+        now,
+        delivery_ids,
+        Channel.IN_APP,
+        *CLAIMABLE_STATUSES,
+        now,
+        delivery_ids,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    progress_field = Delivery._meta.get_field("progress")
+    claims: dict[int, Claim] = {}
+    channels: dict[int, str] = {}
+    for delivery_id, channel, uid, attempts, user_id, progress, unread, *values in rows:
+        channels[delivery_id] = channel
+        if uid is None:
+            continue
+        notification_row = _instance(Notification, values)
+        progress = progress_field.from_db_value(progress, None, connection)
+        claims[delivery_id] = Claim(
+            delivery_id=delivery_id,
+            uid=str(uid),
+            token=token,
+            channel=channel,
+            attempts=attempts,
+            user_id=user_id,
+            notification_id=notification_row.pk,
+            progress=dict(progress or {}),
+            notification=notification_row,
+            unread_count=unread,
+        )
+    # In the order the caller gave (a notification's rows are queued in-app first).
+    ordered = {i: claims[i] for i in dict.fromkeys(delivery_ids) if i in claims}
+    return ordered, channels
+
+
 def _token_param(token: uuid.UUID):
     # A UUID column is uuid in PostgreSQL and char(32) in SQLite.
     return Delivery._meta.get_field("claim_token").get_db_prep_value(token, connection)
@@ -471,23 +621,13 @@ def _mark_sent_by_update(claim: Claim, now: datetime) -> int:
 
 def _claim_email(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Claim | str | None:
     with transaction.atomic():
-        row = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(
-                pk=delivery_id,
-                channel=Channel.EMAIL,
-                status__in=CLAIMABLE_STATUSES,
-                next_attempt_at__lte=now,
-                batched_into__isnull=True,
-            )
-            .select_related("notification__user__notification_settings")
-            .first()
-        )
+        # The row and the trader's row locked in one statement: one trader's e-mail decisions
+        # happen one at a time (the rate limit counts sends). A worker that finds the row
+        # locked waits, then sees it claimed (the condition is checked again) and leaves it.
+        row = _email_row_locked(delivery_id=delivery_id, now=now)
         if row is None:
             return None
         batch_ids: tuple[int, ...] = ()
-        # One trader's e-mail decisions happen one at a time (the rate limit counts sends).
-        User.objects.select_for_update(no_key=True).filter(pk=row.user_id).first()
         if row.hold_reason == HoldReason.DIGEST:
             batch_ids = _gather_digest(row)
         elif row.attempts == 0 and _fold_into_digest(row, now):
@@ -512,6 +652,59 @@ def _claim_email(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Claim 
         progress=dict(row.progress or {}),
         notification=row.notification,
     )
+
+
+def _email_row_locked(*, delivery_id: int, now: datetime) -> Delivery | None:
+    """The e-mail row if it is claimable, with its notification, user and settings loaded,
+    locked together with the trader's row (``FOR NO KEY UPDATE OF`` both)."""
+    if connection.vendor != "postgresql":  # the embedded default: the plain ORM will do
+        return (
+            Delivery.objects.select_for_update(of=("self", "notification__user"), no_key=True)
+            .filter(
+                pk=delivery_id,
+                channel=Channel.EMAIL,
+                status__in=CLAIMABLE_STATUSES,
+                next_attempt_at__lte=now,
+                batched_into__isnull=True,
+            )
+            .select_related("notification__user__notification_settings")
+            .first()
+        )
+    parts = (
+        ("d", Delivery),
+        ("n", Notification),
+        ("u", User),
+        ("s", NotificationSettings),
+    )
+    columns = ", ".join(
+        f"{alias}.{qn(f.column)}" for alias, model in parts for f in model._meta.concrete_fields
+    )
+    sql = (
+        f"SELECT {columns} FROM {qn(Delivery._meta.db_table)} AS d "
+        f"JOIN {qn(Notification._meta.db_table)} AS n ON n.id = d.notification_id "
+        f"JOIN {qn(User._meta.db_table)} AS u ON u.id = n.user_id "
+        f"LEFT JOIN {qn(NotificationSettings._meta.db_table)} AS s ON s.user_id = u.id "
+        "WHERE d.id = %s AND d.channel = %s AND d.status IN (%s, %s, %s) "
+        "AND d.next_attempt_at <= %s AND d.batched_into_id IS NULL "
+        "FOR NO KEY UPDATE OF d, u"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [delivery_id, Channel.EMAIL, *CLAIMABLE_STATUSES, now])
+        values = cursor.fetchone()
+    if values is None:
+        return None
+    instances = []
+    start = 0
+    for _, model in parts:
+        width = len(model._meta.concrete_fields)
+        chunk = values[start : start + width]
+        start += width
+        instances.append(None if chunk[0] is None else _instance(model, chunk))
+    row, notification, user, settings_row = instances
+    user._state.fields_cache["notification_settings"] = settings_row
+    notification._state.fields_cache["user"] = user
+    row._state.fields_cache["notification"] = notification
+    return row
 
 
 def _fold_into_digest(row: Delivery, now: datetime) -> bool:
@@ -570,18 +763,21 @@ def _outgoing_message(claim: Claim) -> OutgoingMessage | None:
     notification = claim.notification or Notification.objects.select_related("user").get(
         pk=claim.notification_id
     )
-    user = notification.user
     data = selectors.notification_data(notification)
-    if claim.channel == Channel.IN_APP:
+    if claim.channel == Channel.IN_APP:  # the user's id is all it needs: no user row
+        unread = claim.unread_count
+        if unread is None:
+            unread = selectors.unread_count(user=notification.user_id)
         return OutgoingMessage(
             delivery_uid=claim.uid,
             notification=data,
-            target=user.pk,
+            target=notification.user_id,
             extra={
-                "unread_count": selectors.unread_count(user=user),
+                "unread_count": unread,
                 "link_path": reverse("notifications:open", args=[notification.pk]),
             },
         )
+    user = notification.user
     row = selectors.notification_settings_or_default(user=user)
     if claim.channel == Channel.EMAIL:
         address = selectors.email_address(user=user, settings_row=row)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.notifications import services, tasks
 from apps.notifications.models import Delivery, DeliveryStatus
-from apps.notifications.transports import TRANSPORTS, TemporaryFailure
+from apps.notifications.transports import TRANSPORTS, TemporaryFailure, get_transport
 from tests.notifications.conftest import deliver_due
 
 
@@ -226,14 +226,52 @@ def test_a_batch_task_attempts_every_row_even_when_one_breaks(user):
     second = services.notify(user=user, type="order_filled", title="Two").deliveries.get()
     real = services.delivery_attempt
 
-    def flaky(*, delivery_id, now=None):
+    def flaky(*, delivery_id, now=None, channel=None):
         if delivery_id == first.pk:
             raise RuntimeError("database hiccup")
-        return real(delivery_id=delivery_id, now=now)
+        return real(delivery_id=delivery_id, now=now, channel=channel)
 
-    with mock.patch("apps.notifications.services.delivery_attempt", side_effect=flaky):
+    # The statement that claims a task's in-app rows together fails too: each row is then
+    # attempted on its own.
+    with (
+        mock.patch(
+            "apps.notifications.services._claim_in_app_rows", side_effect=RuntimeError("hiccup")
+        ),
+        mock.patch("apps.notifications.services.delivery_attempt", side_effect=flaky),
+    ):
         outcomes = tasks.deliver_many([first.pk, second.pk, second.pk])
     assert outcomes == {"error": 1, "sent": 1, "not_due": 1}
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.status, second.status) == (DeliveryStatus.PENDING, DeliveryStatus.SENT)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_tasks_in_app_rows_are_claimed_in_one_statement_with_the_badge_count(
+    user, django_assert_num_queries
+):
+    in_app_only(user)
+    rows = [
+        services.notify(user=user, type="order_filled", title=f"Fill {i}").deliveries.get()
+        for i in range(3)
+    ]
+    sent: list = []
+    transport = get_transport("in_app")
+    real_send = transport.send
+    # One claim for the three rows, then one compare-and-set per row sent.
+    with (
+        mock.patch.object(transport, "send", side_effect=lambda m: sent.append(m) or real_send(m)),
+        django_assert_num_queries(4),
+    ):
+        outcomes = tasks.deliver_many([r.pk for r in rows])
+    assert outcomes == {"sent": 3}
+    assert [m.delivery_uid for m in sent] == [str(r.uid) for r in rows]  # in the given order
+    assert {m.extra["unread_count"] for m in sent} == {3}
+    assert all(
+        r.status == DeliveryStatus.SENT
+        for r in Delivery.objects.filter(pk__in=[r.pk for r in rows])
+    )
+    # A second run claims nothing and sends nothing.
+    assert tasks.deliver_many([r.pk for r in rows]) == {"not_due": 3}
+    assert len(sent) == 3
