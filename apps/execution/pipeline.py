@@ -13,6 +13,7 @@ At most one order per signal, whatever is delivered twice or retried:
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
@@ -248,6 +249,8 @@ def signal_execute(*, signal_id: int) -> Signal:
     if signal.status != Signal.Status.NEW:
         return signal
     strategy, instrument = signal.strategy, signal.instrument
+    if strategy.account_id == signal.account_id:
+        strategy.account = signal.account  # loaded already: sizing reads it
     client_order_id = f"sig-{signal.pk}"
     existing = Order.objects.filter(account=signal.account, client_order_id=client_order_id).first()
     if existing is not None:  # a retry after the order was placed
@@ -329,23 +332,27 @@ def _signal_done(
     reason: str = "",
     decision: dict | None = None,
 ) -> Signal:
-    with transaction.atomic():
-        locked = Signal.objects.select_for_update().get(pk=signal.pk)
-        if locked.status != Signal.Status.NEW and status != Signal.Status.ORDERED:
-            return locked
-        locked.status = status
-        locked.reject_code = code[:48]
-        locked.reject_reason = reason
-        locked.decision = (
-            decision if decision is not None else (order.risk_decision if order else None)
-        )
-        locked.processed_at = timezone.now()
-        locked.save(
-            update_fields=["status", "reject_code", "reject_reason", "decision", "processed_at"]
-        )
-        if order is not None and order.signal_id != locked.pk:
-            Order.objects.filter(pk=order.pk, signal__isnull=True).update(signal=locked)
-    return locked
+    outcome = {
+        "status": status,
+        "reject_code": code[:48],
+        "reject_reason": reason,
+        "decision": decision if decision is not None else (order.risk_decision if order else None),
+        "processed_at": timezone.now(),
+    }
+    # One conditional UPDATE (the database serialises two workers on the row): a signal that
+    # is no longer new keeps its outcome, unless an order was placed for it, which always wins.
+    rows = Signal.objects.filter(pk=signal.pk)
+    if status != Signal.Status.ORDERED:
+        rows = rows.filter(status=Signal.Status.NEW)
+    link_order = order is not None and order.signal_id != signal.pk
+    with transaction.atomic() if link_order else nullcontext():
+        if not rows.update(**outcome):
+            return Signal.objects.get(pk=signal.pk)
+        if link_order:
+            Order.objects.filter(pk=order.pk, signal__isnull=True).update(signal=signal.pk)
+    for field, value in outcome.items():
+        setattr(signal, field, value)
+    return signal
 
 
 def _notify_signal(signal: Signal) -> None:
