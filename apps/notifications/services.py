@@ -506,12 +506,21 @@ def _claim_by_update(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Cl
     if row is None:
         return None
     uid, channel, attempts, user_id, progress, *values = row
-    fields = Notification._meta.concrete_fields
-    values = [
-        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
-        for f, v in zip(fields, values, strict=True)
-    ]
-    notification = Notification.from_db(connection.alias, [f.attname for f in fields], values)
+    return _claim_from_row(delivery_id, token, channel, (uid, attempts, user_id, progress), values)
+
+
+def _claim_from_row(
+    delivery_id: int,
+    token: uuid.UUID,
+    channel: str,
+    delivery: tuple[Any, int, int, Any],
+    notification_values: list[Any],
+    unread_count: int | None = None,
+) -> Claim:
+    """A claim from a claiming statement's row: the delivery's uid, attempts, user and raw
+    progress, and the notification's columns."""
+    uid, attempts, user_id, progress = delivery
+    notification = _instance(Notification, notification_values)
     progress = Delivery._meta.get_field("progress").from_db_value(progress, None, connection)
     return Claim(
         delivery_id=delivery_id,
@@ -523,6 +532,7 @@ def _claim_by_update(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Cl
         notification_id=notification.pk,
         progress=dict(progress or {}),
         notification=notification,
+        unread_count=unread_count,
     )
 
 
@@ -598,27 +608,14 @@ def _claim_in_app_rows(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    progress_field = Delivery._meta.get_field("progress")
     claims: dict[int, Claim] = {}
     channels: dict[int, str] = {}
     for delivery_id, channel, uid, attempts, user_id, progress, unread, *values in rows:
         channels[delivery_id] = channel
-        if uid is None:
-            continue
-        notification_row = _instance(Notification, values)
-        progress = progress_field.from_db_value(progress, None, connection)
-        claims[delivery_id] = Claim(
-            delivery_id=delivery_id,
-            uid=str(uid),
-            token=token,
-            channel=channel,
-            attempts=attempts,
-            user_id=user_id,
-            notification_id=notification_row.pk,
-            progress=dict(progress or {}),
-            notification=notification_row,
-            unread_count=unread,
-        )
+        if uid is not None:
+            claims[delivery_id] = _claim_from_row(
+                delivery_id, token, channel, (uid, attempts, user_id, progress), values, unread
+            )
     # In the order the caller gave (a notification's rows are queued in-app first).
     ordered = {i: claims[i] for i in dict.fromkeys(delivery_ids) if i in claims}
     return ordered, channels
