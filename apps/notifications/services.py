@@ -132,18 +132,39 @@ def _enqueue(delivery_ids: tuple[int, ...], countdown: float | None = None) -> N
 def deliver_on_commit(delivery_ids: Iterable[int], *, countdown: float | None = None) -> None:
     """Queue the delivery tasks (ids only) once the current transaction commits.
 
-    ``robust``: a broker that is down must not break the caller after its commit; the sweep
-    picks the rows up later."""
+    The deliveries of every ``notify()`` in one transaction (a fill tells of the order and of
+    the position) leave together: the first call registers the hook, later ones add their ids
+    to it, so one task (per ``TASK_BATCH`` rows) carries them. Only a hook registered at the
+    same savepoint level is joined (one that a rolled-back savepoint discarded is gone, and
+    a nested savepoint may still roll back on its own). ``robust``: a broker that is down must not break the
+    caller after its commit; the sweep picks the rows up later."""
     ids = tuple(delivery_ids)
-    if ids:
-        transaction.on_commit(_enqueue_later(ids, countdown), robust=True)
+    if not ids:
+        return
+    conn = transaction.get_connection()
+    if countdown is None and conn.in_atomic_block:
+        pending = getattr(conn, "_pending_deliveries", None)
+        here = set(conn.savepoint_ids)
+        if pending is not None and any(
+            hook is pending and sids == here for sids, hook, _ in conn.run_on_commit
+        ):
+            pending.ids.extend(ids)
+            return
+        hook = _enqueue_later(ids, None)
+        conn._pending_deliveries = hook
+        transaction.on_commit(hook, robust=True)
+        return
+    transaction.on_commit(_enqueue_later(ids, countdown), robust=True)
 
 
 def _enqueue_later(ids: tuple[int, ...], countdown: float | None) -> Callable[[], None]:
     # A named function: Django logs a failing robust hook by its __qualname__.
-    def enqueue_deliveries() -> None:
-        _enqueue(ids, countdown)
+    pending = list(ids)
 
+    def enqueue_deliveries() -> None:
+        _enqueue(tuple(pending), countdown)
+
+    enqueue_deliveries.ids = pending  # type: ignore[attr-defined]
     return enqueue_deliveries
 
 
