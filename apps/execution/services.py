@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.models import TradingAccount
+from apps.core import sql
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 from apps.core.realtime import broadcast_on_commit
 from apps.execution.brokers import BrokerError, BrokerFill, SubmitAck, broker_for
@@ -47,6 +48,7 @@ from apps.execution.models import (
     OrderSource,
     OrderStatus,
     Position,
+    Signal,
     Tag,
     Trade,
 )
@@ -57,6 +59,7 @@ from apps.risk.services import (
     pre_trade_check,
     risk_rejection_record,
 )
+from apps.strategies.models import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -419,13 +422,38 @@ def _lock_order(order_id: int) -> Order:
     Only those two rows are locked (``of=("self",)``): the instrument, strategy and signal are
     read along but stay free, so orders of other accounts on the same symbol and the market
     data writers never wait on them."""
-    account = TradingAccount.objects.select_for_update(of=("self",)).get(orders__pk=order_id)
-    order = (
-        Order.objects.select_for_update(of=("self",))
-        .select_related("instrument", "strategy", "signal")
-        .get(pk=order_id)
+    if not sql.is_postgresql():  # the embedded default: the plain ORM will do
+        account = TradingAccount.objects.select_for_update(of=("self",)).get(orders__pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",))
+            .select_related("instrument", "strategy", "signal")
+            .get(pk=order_id)
+        )
+        order.account = account
+        return order
+    # Every fill, ack and cancel starts here: written out (see apps.core.sql).
+    row = sql.fetchone(
+        f"SELECT {sql.columns('a', TradingAccount)} FROM {sql.table(TradingAccount)} a "
+        f"WHERE a.id = (SELECT o.account_id FROM {sql.table(Order)} o WHERE o.id = %s) "
+        "FOR UPDATE",
+        [order_id],
     )
-    order.account = account
+    if row is None:
+        raise Order.DoesNotExist(f"No order with id {order_id}.")
+    (account,) = sql.instances(row, TradingAccount)
+    row = sql.fetchone(
+        f"SELECT {sql.columns('o', Order)}, {sql.columns('i', Instrument)}, "
+        f"{sql.columns('s', Strategy)}, {sql.columns('g', Signal)} "
+        f"FROM {sql.table(Order)} o JOIN {sql.table(Instrument)} i ON i.id = o.instrument_id "
+        f"LEFT JOIN {sql.table(Strategy)} s ON s.id = o.strategy_id "
+        f"LEFT JOIN {sql.table(Signal)} g ON g.id = o.signal_id "
+        "WHERE o.id = %s FOR UPDATE OF o",
+        [order_id],
+    )
+    order, instrument, strategy, signal = sql.instances(row, Order, Instrument, Strategy, Signal)
+    cache = order._state.fields_cache
+    cache["account"], cache["instrument"] = account, instrument
+    cache["strategy"], cache["signal"] = strategy, signal
     return order
 
 

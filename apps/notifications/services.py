@@ -62,6 +62,7 @@ from django.utils import timezone
 
 from apps.apikeys.crypto import Secret
 from apps.apikeys.fields import reveal
+from apps.core import sql
 from apps.core.errors import NotFound, ValidationFailed
 from apps.core.realtime import broadcast_on_commit
 from apps.core.templatetags.trading import user_tz
@@ -136,8 +137,10 @@ def deliver_on_commit(delivery_ids: Iterable[int], *, countdown: float | None = 
     the position) leave together: the first call registers the hook, later ones add their ids
     to it, so one task (per ``TASK_BATCH`` rows) carries them. Only a hook registered at the
     same savepoint level is joined (one that a rolled-back savepoint discarded is gone, and
-    a nested savepoint may still roll back on its own). ``robust``: a broker that is down must not break the
-    caller after its commit; the sweep picks the rows up later."""
+    a nested savepoint may still roll back on its own).
+
+    ``robust``: a broker that is down must not break the caller after its commit; the sweep
+    picks the rows up later."""
     ids = tuple(delivery_ids)
     if not ids:
         return
@@ -198,7 +201,7 @@ def _recipient(user: Any, type: str) -> tuple[Any, dict[str, bool]]:
             *(f"s.{qn(f.column)}" for f in settings_fields),
         ]
     )
-    sql = (
+    query = (
         f"SELECT {columns}, "
         f"EXISTS (SELECT 1 FROM {qn(PushSubscription._meta.db_table)} p WHERE p.user_id = u.id), "
         f"(SELECT json_object_agg(c.channel, c.enabled) "
@@ -209,30 +212,20 @@ def _recipient(user: Any, type: str) -> tuple[Any, dict[str, bool]]:
         "WHERE u.id = %s"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [type, user_id])
+        cursor.execute(query, [type, user_id])
         values = cursor.fetchone()
     if values is None:
         raise User.DoesNotExist(f"No user with id {user_id}.")
-    row = _instance(User, values[: len(user_fields)])
+    row = sql.instance(User, values[: len(user_fields)])
     settings_values = values[len(user_fields) : len(user_fields) + len(settings_fields)]
     settings_row = (
-        None if settings_values[0] is None else _instance(NotificationSettings, settings_values)
+        None if settings_values[0] is None else sql.instance(NotificationSettings, settings_values)
     )
     row._state.fields_cache["notification_settings"] = settings_row
     row.has_push, chosen = values[-2], values[-1]
     if isinstance(chosen, str):
         chosen = json.loads(chosen)
     return row, selectors.channel_preferences_from(type=type, chosen=chosen or {})
-
-
-def _instance(model: Any, values: Iterable[Any]) -> Any:
-    """A model instance from its concrete columns' raw values, as the ORM would build it."""
-    fields = model._meta.concrete_fields
-    converted = [
-        f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
-        for f, v in zip(fields, values, strict=True)
-    ]
-    return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
 # --- notify ----------------------------------------------------------------------------------
@@ -513,7 +506,7 @@ def _claim_by_update(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Cl
         return _claim_by_update_portable(delivery_id=delivery_id, now=now, token=token)
     delivery, notification = Delivery._meta.db_table, Notification._meta.db_table
     columns = ", ".join(f"n.{qn(c)}" for c in _NOTIFICATION_COLUMNS)
-    sql = (
+    query = (
         f"UPDATE {qn(delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
         f"attempts = d.attempts + 1, updated_at = %s FROM {qn(notification)} AS n "
         "WHERE d.id = %s AND n.id = d.notification_id AND d.status IN (%s, %s, %s) "
@@ -522,7 +515,7 @@ def _claim_by_update(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Cl
     )
     params = [DeliveryStatus.SENDING, token, now, now, delivery_id, *CLAIMABLE_STATUSES, now]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, Channel.EMAIL])
+        cursor.execute(query, [*params, Channel.EMAIL])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -541,7 +534,7 @@ def _claim_from_row(
     """A claim from a claiming statement's row: the delivery's uid, attempts, user and raw
     progress, and the notification's columns."""
     uid, attempts, user_id, progress = delivery
-    notification = _instance(Notification, notification_values)
+    notification = sql.instance(Notification, notification_values)
     progress = Delivery._meta.get_field("progress").from_db_value(progress, None, connection)
     return Claim(
         delivery_id=delivery_id,
@@ -600,7 +593,7 @@ def _claim_in_app_rows(
     returned = ", ".join(f"n.{qn(c)} AS n_{c}" for c in _NOTIFICATION_COLUMNS)
     selected = ", ".join(f"c.n_{c}" for c in _NOTIFICATION_COLUMNS)
     token = uuid.uuid4()
-    sql = (
+    query = (
         "WITH claimed AS ("
         f"UPDATE {qn(delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
         f"attempts = d.attempts + 1, updated_at = %s FROM {qn(notification)} AS n "
@@ -627,7 +620,7 @@ def _claim_in_app_rows(
         delivery_ids,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(query, params)
         rows = cursor.fetchall()
     claims: dict[int, Claim] = {}
     channels: dict[int, str] = {}
@@ -725,7 +718,7 @@ def _email_row_locked(*, delivery_id: int, now: datetime) -> Delivery | None:
     columns = ", ".join(
         f"{alias}.{qn(f.column)}" for alias, model in parts for f in model._meta.concrete_fields
     )
-    sql = (
+    query = (
         f"SELECT {columns} FROM {qn(Delivery._meta.db_table)} AS d "
         f"JOIN {qn(Notification._meta.db_table)} AS n ON n.id = d.notification_id "
         f"JOIN {qn(User._meta.db_table)} AS u ON u.id = n.user_id "
@@ -735,18 +728,11 @@ def _email_row_locked(*, delivery_id: int, now: datetime) -> Delivery | None:
         "FOR NO KEY UPDATE OF d, u"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [delivery_id, Channel.EMAIL, *CLAIMABLE_STATUSES, now])
+        cursor.execute(query, [delivery_id, Channel.EMAIL, *CLAIMABLE_STATUSES, now])
         values = cursor.fetchone()
     if values is None:
         return None
-    instances = []
-    start = 0
-    for _, model in parts:
-        width = len(model._meta.concrete_fields)
-        chunk = values[start : start + width]
-        start += width
-        instances.append(None if chunk[0] is None else _instance(model, chunk))
-    row, notification, user, settings_row = instances
+    row, notification, user, settings_row = sql.instances(values, *(m for _, m in parts))
     user._state.fields_cache["notification_settings"] = settings_row
     notification._state.fields_cache["user"] = user
     row._state.fields_cache["notification"] = notification
