@@ -18,6 +18,7 @@ from django.db.models.functions import Cast
 
 from apps.accounts.models import TradingAccount
 from apps.analytics.domain.indicators import atr as atr_indicator
+from apps.core import sql
 from apps.execution.models import OPEN_STATUSES, Order, OrderSource, Position
 from apps.marketdata.models import Bar, Instrument
 from apps.risk.domain.types import (
@@ -75,22 +76,7 @@ def portfolio_snapshot(
     # way account_valuation values them, at the last price (the average price without one).
     holdings = []
     equity = float(account.cash)
-    for symbol, sector, quantity, average, last, stop, target in (
-        Position.objects.filter(account=account)
-        .exclude(quantity=0)
-        .order_by("instrument__symbol")
-        .values_list(
-            "instrument__symbol",
-            "instrument__sector",
-            # Floats straight from the database: the engine works in float64, and decoding a
-            # few hundred Decimals per check costs more than the query.
-            AsFloat("quantity"),
-            AsFloat("average_price"),
-            AsFloat("instrument__last_price"),
-            AsFloat("stop_loss_price"),
-            AsFloat("take_profit_price"),
-        )
-    ):
+    for symbol, sector, quantity, average, last, stop, target in _holding_rows(account.pk):
         price = last if last is not None else average
         equity += quantity * price
         holdings.append(
@@ -108,28 +94,11 @@ def portfolio_snapshot(
     # (pending), the submissions of the last minute (rate limit), and the recent stop-outs
     # (cool-down; only asked for when a cool-down rule exists).
     recent_since = now - RATE_WINDOW
-    wanted = Q(status__in=OPEN_STATUSES) & ~Q(quantity=F("filled_quantity"))
-    wanted |= Q(created_at__gte=recent_since)
-    if with_stop_outs:
-        wanted |= Q(
-            source=OrderSource.RISK,
-            protective_kind="stop_loss",
-            status="filled",
-            filled_at__gte=now - STOP_OUT_WINDOW,
-        )
+    stop_outs_since = now - STOP_OUT_WINDOW if with_stop_outs else None
     pending: list[PendingOrder] = []
     recent = 0
     stop_outs: dict[str, datetime] = {}
-    rows = (
-        Order.objects.filter(account=account)
-        .filter(wanted)
-        .order_by("filled_at", "id")
-        .values_list(
-            "instrument__symbol", "side", "quantity", "filled_quantity", "limit_price",
-            "stop_price", "instrument__last_price", "status", "created_at", "source",
-            "protective_kind", "filled_at",
-        )
-    )  # fmt: skip
+    rows = _order_rows(account.pk, recent_since=recent_since, stop_outs_since=stop_outs_since)
     for (
         symbol, side, quantity, filled, limit, stop, last, status, created_at, source,
         protective_kind, filled_at,
@@ -164,6 +133,85 @@ def portfolio_snapshot(
         pending=tuple(pending),
         recent_submissions=recent,
         last_stop_out=stop_outs,
+    )
+
+
+# The two reads of every pre-trade check, written out on PostgreSQL (see apps.core.sql); the
+# ORM builds the same statements elsewhere.
+
+_HOLDING_COLUMNS = (
+    "instrument__symbol",
+    "instrument__sector",
+    # Floats straight from the database: the engine works in float64, and decoding a few
+    # hundred Decimals per check costs more than the query.
+    "quantity",
+    "average_price",
+    "instrument__last_price",
+    "stop_loss_price",
+    "take_profit_price",
+)
+_ORDER_COLUMNS = (
+    "instrument__symbol", "side", "quantity", "filled_quantity", "limit_price", "stop_price",
+    "instrument__last_price", "status", "created_at", "source", "protective_kind", "filled_at",
+)  # fmt: skip
+
+
+def _holding_rows(account_id: int) -> list[tuple]:
+    """The account's non-flat positions as (symbol, sector, quantity, average price, last
+    price, stop, target), floats, by symbol."""
+    if not sql.is_postgresql():
+        floats = [name if i < 2 else AsFloat(name) for i, name in enumerate(_HOLDING_COLUMNS)]
+        return list(
+            Position.objects.filter(account_id=account_id)
+            .exclude(quantity=0)
+            .order_by("instrument__symbol")
+            .values_list(*floats)
+        )
+    return sql.fetchall(
+        "SELECT i.symbol, i.sector, p.quantity::float8, p.average_price::float8, "
+        "i.last_price::float8, p.stop_loss_price::float8, p.take_profit_price::float8 "
+        f"FROM {sql.table(Position)} p JOIN {sql.table(Instrument)} i ON i.id = p.instrument_id "
+        "WHERE p.account_id = %s AND p.quantity <> 0 ORDER BY i.symbol",
+        [account_id],
+    )
+
+
+def _order_rows(
+    account_id: int, *, recent_since: datetime, stop_outs_since: datetime | None
+) -> list[tuple]:
+    """In one query, the orders the engine needs: open remainders (pending), submissions
+    since ``recent_since`` (rate limit) and stop-loss exits since ``stop_outs_since``
+    (cool-down; None leaves them out), by fill time."""
+    if not sql.is_postgresql():
+        wanted = Q(status__in=OPEN_STATUSES) & ~Q(quantity=F("filled_quantity"))
+        wanted |= Q(created_at__gte=recent_since)
+        if stop_outs_since is not None:
+            wanted |= Q(
+                source=OrderSource.RISK,
+                protective_kind="stop_loss",
+                status="filled",
+                filled_at__gte=stop_outs_since,
+            )
+        return list(
+            Order.objects.filter(account_id=account_id)
+            .filter(wanted)
+            .order_by("filled_at", "id")
+            .values_list(*_ORDER_COLUMNS)
+        )
+    open_statuses = list(OPEN_STATUSES)
+    conditions = "(o.status = ANY(%s) AND o.quantity <> o.filled_quantity) OR o.created_at >= %s"
+    params: list = [account_id, open_statuses, recent_since]
+    if stop_outs_since is not None:
+        conditions += (
+            " OR (o.source = %s AND o.protective_kind = %s AND o.status = %s AND o.filled_at >= %s)"
+        )
+        params += [OrderSource.RISK, "stop_loss", "filled", stop_outs_since]
+    return sql.fetchall(
+        "SELECT i.symbol, o.side, o.quantity, o.filled_quantity, o.limit_price, o.stop_price, "
+        "i.last_price, o.status, o.created_at, o.source, o.protective_kind, o.filled_at "
+        f"FROM {sql.table(Order)} o JOIN {sql.table(Instrument)} i ON i.id = o.instrument_id "
+        f"WHERE o.account_id = %s AND ({conditions}) ORDER BY o.filled_at, o.id",
+        params,
     )
 
 
