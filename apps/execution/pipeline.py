@@ -22,7 +22,9 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.accounts.models import TradingAccount
 from apps.accounts.selectors import account_valuation
+from apps.core import sql
 from apps.core.errors import Conflict, DomainError
 from apps.execution.domain.intents import OrderIntent
 from apps.execution.domain.matching import round_to_tick, to_decimal
@@ -157,9 +159,48 @@ class OrderPlan:
 
 
 def _current_quantity(account_id: int, instrument_id: int) -> Decimal:
-    return Position.objects.filter(account_id=account_id, instrument_id=instrument_id).values_list(
-        "quantity", flat=True
-    ).first() or Decimal("0")
+    if not sql.is_postgresql():
+        return Position.objects.filter(
+            account_id=account_id, instrument_id=instrument_id
+        ).values_list("quantity", flat=True).first() or Decimal("0")
+    row = sql.fetchone(
+        f"SELECT quantity FROM {sql.table(Position)} WHERE account_id = %s AND instrument_id = %s",
+        [account_id, instrument_id],
+    )
+    return row[0] if row else Decimal("0")
+
+
+def _order_by_client_id(account_id: int, client_order_id: str) -> Order | None:
+    if not sql.is_postgresql():
+        return Order.objects.filter(account_id=account_id, client_order_id=client_order_id).first()
+    row = sql.fetchone(
+        f"SELECT {sql.columns('o', Order)} FROM {sql.table(Order)} o "
+        "WHERE o.account_id = %s AND o.client_order_id = %s",
+        [account_id, client_order_id],
+    )
+    return None if row is None else sql.instance(Order, row)
+
+
+def _signal_with_context(signal_id: int) -> Signal:
+    """The signal with its strategy, instrument and account (one statement)."""
+    if not sql.is_postgresql():
+        return Signal.objects.select_related("strategy", "instrument", "account").get(pk=signal_id)
+    row = sql.fetchone(
+        f"SELECT {sql.columns('g', Signal)}, {sql.columns('s', Strategy)}, "
+        f"{sql.columns('i', Instrument)}, {sql.columns('a', TradingAccount)} "
+        f"FROM {sql.table(Signal)} g JOIN {sql.table(Strategy)} s ON s.id = g.strategy_id "
+        f"JOIN {sql.table(Instrument)} i ON i.id = g.instrument_id "
+        f"JOIN {sql.table(TradingAccount)} a ON a.id = g.account_id WHERE g.id = %s",
+        [signal_id],
+    )
+    if row is None:
+        raise Signal.DoesNotExist(f"No signal with id {signal_id}.")
+    signal, strategy, instrument, account = sql.instances(
+        row, Signal, Strategy, Instrument, TradingAccount
+    )
+    cache = signal._state.fields_cache
+    cache["strategy"], cache["instrument"], cache["account"] = strategy, instrument, account
+    return signal
 
 
 def _entry_size(*, strategy: Strategy, instrument: Instrument, side: str, price: float) -> Decimal:
@@ -245,14 +286,14 @@ def signal_execute(*, signal_id: int) -> Signal:
     """Size, check and place the order for a new signal; record what happened to it."""
     from apps.execution.services import order_submit
 
-    signal = Signal.objects.select_related("strategy", "instrument", "account").get(pk=signal_id)
+    signal = _signal_with_context(signal_id)
     if signal.status != Signal.Status.NEW:
         return signal
     strategy, instrument = signal.strategy, signal.instrument
     if strategy.account_id == signal.account_id:
         strategy.account = signal.account  # loaded already: sizing reads it
     client_order_id = f"sig-{signal.pk}"
-    existing = Order.objects.filter(account=signal.account, client_order_id=client_order_id).first()
+    existing = _order_by_client_id(signal.account_id, client_order_id)
     if existing is not None:  # a retry after the order was placed
         return _signal_done(signal, Signal.Status.ORDERED, order=existing)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from django.db.models import QuerySet
 
+from apps.core import sql
 from apps.marketdata.models import Bar, Instrument
 
 COLUMNS = ("open", "high", "low", "close", "volume")
@@ -58,7 +59,17 @@ def bars_frame(
 
 
 def latest_bar(*, instrument: Instrument | int, timeframe: str) -> Bar | None:
-    return Bar.objects.filter(instrument=instrument, timeframe=timeframe).order_by("-ts").first()
+    if not sql.is_postgresql():
+        return (
+            Bar.objects.filter(instrument=instrument, timeframe=timeframe).order_by("-ts").first()
+        )
+    # Every paper fill asks (price and volume): written out (see apps.core.sql).
+    row = sql.fetchone(
+        f"SELECT {sql.columns('b', Bar)} FROM {sql.table(Bar)} b "
+        "WHERE b.instrument_id = %s AND b.timeframe = %s ORDER BY b.ts DESC LIMIT 1",
+        [getattr(instrument, "pk", instrument), timeframe],
+    )
+    return None if row is None else sql.instance(Bar, row)
 
 
 def latest_bar_any(*, instrument: Instrument | int) -> Bar | None:

@@ -47,7 +47,15 @@ DEFAULT_LOOKBACK = 250
 
 def rules_for_account(*, account: TradingAccount) -> list[Rule]:
     """The account's enabled rules as engine rules (strategy-scoped ones included)."""
-    return [rule_from_model(rule) for rule in active_rules(account=account)]
+    if not sql.is_postgresql():
+        return [rule_from_model(rule) for rule in active_rules(account=account)]
+    # Read for every order (sizing and the pre-trade check): written out (apps.core.sql).
+    rows = sql.fetchall(
+        f"SELECT {sql.columns('r', RiskRule)} FROM {sql.table(RiskRule)} r "
+        "WHERE r.account_id = %s AND r.enabled ORDER BY r.id",
+        [account.pk],
+    )
+    return [rule_from_model(sql.instance(RiskRule, row)) for row in rows]
 
 
 def active_rules(*, account: TradingAccount) -> QuerySet[RiskRule]:
