@@ -13,10 +13,10 @@ uses them cannot tell. Everything else uses the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Model
 
 
@@ -70,3 +70,107 @@ def fetchall(sql: str, params: Sequence[Any]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+# --- writes: every backend (the ORM where the database is not PostgreSQL) -------------------
+
+
+def insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
+    """INSERT ``obj`` (an unsaved instance with an automatic primary key) and set its pk.
+
+    ``skip_conflicts``: a row a unique constraint refuses is not written and False is
+    returned, without an error (``ON CONFLICT DO NOTHING`` on PostgreSQL, so the caller's
+    transaction needs no savepoint; a savepoint elsewhere)."""
+    model = type(obj)
+    if not is_postgresql():
+        if not skip_conflicts:
+            obj.save(force_insert=True)
+            return True
+        try:
+            with transaction.atomic():
+                obj.save(force_insert=True)
+        except IntegrityError:
+            return False
+        return True
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    row = fetchone(
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}){conflicts} "
+        f"RETURNING {quote(model._meta.pk.column)}",
+        values,
+    )
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
+
+
+def insert_many(objs: Sequence[Model]) -> None:
+    """INSERT several unsaved instances of one model in one statement; sets their pks."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if not is_postgresql():
+        model.objects.bulk_create(objs)
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join([row_sql] * len(objs))} "
+            f"RETURNING {quote(model._meta.pk.column)}",
+            values,
+        )
+        for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
+            obj.pk = pk
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
+def update(obj: Model, fields: Sequence[str] | None = None) -> None:
+    """UPDATE ``fields`` of a saved instance (every field when None), as ``save`` would: with
+    auto_now fields set, and an error when the row is gone."""
+    model = type(obj)
+    if not is_postgresql():
+        obj.save(update_fields=fields)
+        return
+    chosen = (
+        [f for f in model._meta.concrete_fields if not f.primary_key]
+        if fields is None
+        else [model._meta.get_field(name) for name in fields]
+    )
+    values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table(model)} SET {', '.join(f'{quote(f.column)} = %s' for f in chosen)} "
+            f"WHERE {quote(model._meta.pk.column)} = %s",
+            [*values, obj.pk],
+        )
+        if cursor.rowcount != 1:
+            raise DatabaseError(f"{model.__name__} {obj.pk} was not updated (row gone?).")
+
+
+def first(
+    model: type[Model],
+    where: str,
+    params: Sequence[Any],
+    *,
+    fallback: Callable[[], Any],
+    for_update: bool = False,
+) -> Any:
+    """The first row (by primary key) of ``model`` matching ``where`` (SQL on the alias ``t``),
+    locked with ``for_update``; on other databases ``fallback()`` asks the ORM."""
+    if not is_postgresql():
+        return fallback()
+    row = fetchone(
+        f"SELECT {columns('t', model)} FROM {table(model)} t WHERE {where} "
+        f"ORDER BY t.{quote(model._meta.pk.column)} LIMIT 1{' FOR UPDATE' if for_update else ''}",
+        params,
+    )
+    return None if row is None else instance(model, row)

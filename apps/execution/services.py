@@ -16,7 +16,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -149,15 +149,17 @@ def order_transition(
     if to_status == OrderStatus.REJECTED:
         order.reject_reason = message
         fields.append("reject_reason")
-    order.save(update_fields=fields)
-    OrderEvent.objects.create(
-        order=order,
-        at=at,
-        from_status=previous,
-        to_status=to_status,
-        source=source,
-        message=message,
-        data=data or {},
+    sql.update(order, fields)
+    sql.insert(
+        OrderEvent(
+            order=order,
+            at=at,
+            from_status=previous,
+            to_status=to_status,
+            source=source,
+            message=message,
+            data=data or {},
+        )
     )
     _broadcast_order(order)
     if to_status in ORDER_NOTIFICATIONS:
@@ -202,14 +204,19 @@ def _notify_order(order: Order, to_status: str, message: str) -> None:
 
 def _resolve_instrument(symbol: str) -> Instrument:
     symbol = (symbol or "").strip().upper()
-    try:
-        return Instrument.objects.get(symbol=symbol)
-    except Instrument.DoesNotExist:
+    instrument = sql.first(
+        Instrument,
+        "t.symbol = %s",
+        [symbol],
+        fallback=lambda: Instrument.objects.filter(symbol=symbol).first(),
+    )
+    if instrument is None:
         raise ValidationFailed(
             f"Unknown symbol {symbol!r}.",
             code="unknown_symbol",
             fields={"symbol": "Unknown symbol."},
-        ) from None
+        )
+    return instrument
 
 
 def _order_create(
@@ -241,8 +248,23 @@ def _order_create(
     client_order_id = intent.client_order_id or new_client_order_id()
     now = timezone.now()
     with transaction.atomic():
-        locked = TradingAccount.objects.select_for_update().get(pk=account.pk)
-        if Order.objects.filter(account=locked, client_order_id=client_order_id).exists():
+        locked = sql.first(
+            TradingAccount,
+            "t.id = %s",
+            [account.pk],
+            for_update=True,
+            fallback=lambda: TradingAccount.objects.select_for_update().get(pk=account.pk),
+        )
+        if locked is None:
+            raise TradingAccount.DoesNotExist(f"No trading account with id {account.pk}.")
+        if sql.first(
+            Order,
+            "t.account_id = %s AND t.client_order_id = %s",
+            [locked.pk, client_order_id],
+            fallback=lambda: Order.objects.filter(
+                account=locked, client_order_id=client_order_id
+            ).first(),
+        ):
             raise Conflict(
                 f"An order with client order id {client_order_id!r} already exists.",
                 code="duplicate_client_order_id",
@@ -261,48 +283,48 @@ def _order_create(
         if not decision.approved:
             raise RiskRejected(decision, symbol=instrument.symbol)
         quantity = decision_quantity(decision, instrument.lot_size)
-        try:
-            with transaction.atomic():
-                order = Order.objects.create(
-                    account=locked,
-                    instrument=instrument,
-                    strategy=strategy,
-                    client_order_id=client_order_id,
-                    side=intent.side,
-                    order_type=intent.order_type,
-                    time_in_force=intent.time_in_force,
-                    quantity=quantity,
-                    limit_price=intent.limit_price,
-                    stop_price=intent.stop_price,
-                    source=source,
-                    risk_decision=decision.as_dict(),
-                    reduce_only=intent.reduce_only or bool(protective_kind),
-                    stop_loss_price=_price_or_none(decision.stop_loss_price),
-                    take_profit_price=_price_or_none(decision.take_profit_price),
-                    protective_kind=protective_kind,
-                    signal=signal,
-                    # Created and handed to the broker in one step: stored as submitted with
-                    # both events (new, submitted) below, one INSERT each instead of four
-                    # statements; the move is the state machine's new -> submitted.
-                    status=OrderStatus.SUBMITTED,
-                    submitted_at=now,
-                    expires_at=(
-                        day_order_expiry(instrument=instrument, now=now)
-                        if intent.time_in_force == "day"
-                        else None
-                    ),
-                )
-        except IntegrityError:
+        order = Order(
+            account=locked,
+            instrument=instrument,
+            strategy=strategy,
+            client_order_id=client_order_id,
+            side=intent.side,
+            order_type=intent.order_type,
+            time_in_force=intent.time_in_force,
+            quantity=quantity,
+            limit_price=intent.limit_price,
+            stop_price=intent.stop_price,
+            source=source,
+            risk_decision=decision.as_dict(),
+            reduce_only=intent.reduce_only or bool(protective_kind),
+            stop_loss_price=_price_or_none(decision.stop_loss_price),
+            take_profit_price=_price_or_none(decision.take_profit_price),
+            protective_kind=protective_kind,
+            signal=signal,
+            # Created and handed to the broker in one step: stored as submitted with
+            # both events (new, submitted) below, one INSERT each instead of four
+            # statements; the move is the state machine's new -> submitted.
+            status=OrderStatus.SUBMITTED,
+            submitted_at=now,
+            expires_at=(
+                day_order_expiry(instrument=instrument, now=now)
+                if intent.time_in_force == "day"
+                else None
+            ),
+        )
+        # A concurrent request with the same client order id (or the signal's order placed
+        # meanwhile) loses here: the unique constraints refuse the row without an error.
+        if not sql.insert(order, skip_conflicts=True):
             raise Conflict(
                 f"An order with client order id {client_order_id!r} already exists.",
                 code="duplicate_client_order_id",
                 fields={"client_order_id": "Already used on this account."},
-            ) from None
+            )
         message = "order created"
         if quantity != intent.quantity:
             message = f"order created; quantity reduced from {intent.quantity} by risk checks"
         states.check_transition(OrderStatus.NEW, OrderStatus.SUBMITTED)
-        OrderEvent.objects.bulk_create(
+        sql.insert_many(
             [
                 OrderEvent(
                     order=order,
@@ -616,7 +638,14 @@ def fill_apply(*, order_id: int, fill: BrokerFill) -> tuple[Fill, bool]:
 def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
     """``fill_apply`` for a caller that already holds the account and order locks."""
     account = order.account
-    existing = Fill.objects.filter(account=account, broker_fill_id=fill.broker_fill_id).first()
+    existing = sql.first(
+        Fill,
+        "t.account_id = %s AND t.broker_fill_id = %s",
+        [account.pk, fill.broker_fill_id],
+        fallback=lambda: Fill.objects.filter(
+            account=account, broker_fill_id=fill.broker_fill_id
+        ).first(),
+    )
     if existing is not None:
         return existing, False
     if fill.quantity <= 0 or fill.price <= 0:
@@ -633,7 +662,7 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
     if not order.is_open and not late:
         states.check_transition(order.status, OrderStatus.FILLED)
 
-    record = Fill.objects.create(
+    record = Fill(
         order=order,
         account=account,
         instrument=order.instrument,
@@ -644,6 +673,7 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
         commission=fill.commission,
         filled_at=fill.filled_at,
     )
+    sql.insert(record)
 
     filled_before = order.filled_quantity
     filled_now = filled_before + fill.quantity
@@ -684,9 +714,17 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
 
 
 def _position_apply(*, account: TradingAccount, order: Order, fill: Fill) -> None:
-    position, _ = Position.objects.select_for_update().get_or_create(
-        account=account, instrument=order.instrument
+    position = sql.first(
+        Position,
+        "t.account_id = %s AND t.instrument_id = %s",
+        [account.pk, order.instrument_id],
+        for_update=True,
+        fallback=lambda: None,
     )
+    if position is None:  # the first fill on the instrument (the account lock is held)
+        position, _ = Position.objects.select_for_update().get_or_create(
+            account=account, instrument=order.instrument
+        )
     before = PositionState(position.quantity, position.average_price)
     effect = apply_fill(
         before, side=fill.side, quantity=fill.quantity, price=fill.price, commission=fill.commission
@@ -706,10 +744,10 @@ def _position_apply(*, account: TradingAccount, order: Order, fill: Fill) -> Non
     if effect.position.quantity == 0:
         position.opened_at = None
         position.stop_loss_price = position.take_profit_price = None
-    position.save()
+    sql.update(position)
 
-    TradingAccount.objects.filter(pk=account.pk).update(cash=account.cash + effect.cash_delta)
     account.cash += effect.cash_delta
+    sql.update(account, ["cash"])  # the locked row: its cash is the current one
 
     _journal_apply(account=account, order=order, fill=fill, before=before, effect=effect)
     broadcast_on_commit(
@@ -751,15 +789,24 @@ def _save_round_trip(trade: Trade, trip: RoundTrip) -> None:
     trade.net_pnl = trip.net_pnl
     trade.return_pct = trip.return_pct
     trade.status = Trade.Status.CLOSED if trip.is_closed else Trade.Status.OPEN
-    trade.save()
+    if trade.pk is None:
+        sql.insert(trade)
+    else:
+        sql.update(trade)
 
 
 def _journal_apply(*, account, order: Order, fill: Fill, before: PositionState, effect) -> None:
     """Keep the round-trip journal in step with the position (one open trip per instrument)."""
-    trade = (
-        Trade.objects.select_for_update()
-        .filter(account=account, instrument=order.instrument, status=Trade.Status.OPEN)
-        .first()
+    trade = sql.first(
+        Trade,
+        "t.account_id = %s AND t.instrument_id = %s AND t.status = %s",
+        [account.pk, order.instrument_id, Trade.Status.OPEN],
+        for_update=True,
+        fallback=lambda: (
+            Trade.objects.select_for_update()
+            .filter(account=account, instrument=order.instrument, status=Trade.Status.OPEN)
+            .first()
+        ),
     )
     closing_fee, opening_fee = (
         split_commission(fill.commission, effect.closed_quantity, fill.quantity)

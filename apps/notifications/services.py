@@ -55,7 +55,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -271,19 +271,10 @@ def notify(
         created_at=now,
     )
     with transaction.atomic(savepoint=False):
-        if dedupe_key and connection.vendor == "postgresql":
-            if not _insert_unless_duplicate(notification):
-                return None  # an earlier (or concurrent) call with the same key won
-        else:
-            try:
-                # A savepoint only where the unique dedupe key can refuse the row.
-                with transaction.atomic() if dedupe_key else nullcontext():
-                    notification.save(force_insert=True)
-            except IntegrityError:
-                same_key = Notification.objects.filter(user=user, dedupe_key=dedupe_key)
-                if dedupe_key and same_key.exists():
-                    return None  # a concurrent call with the same key won
-                raise
+        # The unique dedupe key refuses a second row without an error (no savepoint in the
+        # caller's transaction on PostgreSQL): an earlier or concurrent call won.
+        if not sql.insert(notification, skip_conflicts=bool(dedupe_key)):
+            return None
         deliveries = _plan_deliveries(user=user, notification=notification, now=now, prefs=prefs)
         Delivery.objects.bulk_create(deliveries)
         deliver_on_commit(d.pk for d in deliveries if d.status == DeliveryStatus.PENDING)
@@ -292,29 +283,6 @@ def notify(
             countdown = max(0.0, (held[0].next_attempt_at - now).total_seconds())
             deliver_on_commit((d.pk for d in held), countdown=countdown)
     return notification
-
-
-def _insert_unless_duplicate(notification: Notification) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL): the unique dedupe key refuses a second
-    row without an error, so the caller's transaction needs no savepoint. True when the row
-    went in (its id is set)."""
-    fields = [f for f in Notification._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(notification, True), connection) for f in fields]
-    columns = ", ".join(qn(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {qn(Notification._meta.db_table)} ({columns}) "
-            f"VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING id",
-            values,
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    notification.pk = row[0]
-    notification._state.adding = False
-    notification._state.db = connection.alias
-    return True
 
 
 def _plan_deliveries(
