@@ -13,6 +13,7 @@ uses them cannot tell. Everything else uses the ORM.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,16 +26,35 @@ def is_postgresql() -> bool:
 
 
 def quote(name: str) -> str:
-    return connection.ops.quote_name(name)
+    # PostgreSQL's quoting (the SQLite path never builds these statements).
+    return name if name.startswith('"') and name.endswith('"') else f'"{name}"'
 
 
+@functools.cache
 def table(model: type[Model]) -> str:
     return quote(model._meta.db_table)
 
 
+@functools.cache
 def columns(alias: str, model: type[Model]) -> str:
     """Every concrete column of ``model`` under ``alias``, in the order ``instances`` reads."""
     return ", ".join(f"{alias}.{quote(f.column)}" for f in model._meta.concrete_fields)
+
+
+@functools.cache
+def _insert_statement(model: type[Model], rows: int, skip_conflicts: bool) -> str:
+    fields = _writable(model)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    return (
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * rows)}{conflicts} RETURNING {quote(model._meta.pk.column)}"
+    )
+
+
+@functools.cache
+def _writable(model: type[Model]) -> tuple:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
 def instance(model: type[Model], values: Sequence[Any]) -> Any:
@@ -92,15 +112,8 @@ def insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
         except IntegrityError:
             return False
         return True
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
-    row = fetchone(
-        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}){conflicts} "
-        f"RETURNING {quote(model._meta.pk.column)}",
-        values,
-    )
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in _writable(model)]
+    row = fetchone(_insert_statement(model, 1, skip_conflicts), values)
     if row is None:
         return False
     obj.pk = row[0]
@@ -117,16 +130,10 @@ def insert_many(objs: Sequence[Model]) -> None:
     if not is_postgresql():
         model.objects.bulk_create(objs)
         return
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    fields = _writable(model)
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES {', '.join([row_sql] * len(objs))} "
-            f"RETURNING {quote(model._meta.pk.column)}",
-            values,
-        )
+        cursor.execute(_insert_statement(model, len(objs), False), values)
         for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
             obj.pk = pk
             obj._state.adding = False
@@ -140,20 +147,21 @@ def update(obj: Model, fields: Sequence[str] | None = None) -> None:
     if not is_postgresql():
         obj.save(update_fields=fields)
         return
-    chosen = (
-        [f for f in model._meta.concrete_fields if not f.primary_key]
-        if fields is None
-        else [model._meta.get_field(name) for name in fields]
-    )
+    names = None if fields is None else tuple(fields)
+    chosen, statement = _update_statement(model, names)
     values = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table(model)} SET {', '.join(f'{quote(f.column)} = %s' for f in chosen)} "
-            f"WHERE {quote(model._meta.pk.column)} = %s",
-            [*values, obj.pk],
-        )
+        cursor.execute(statement, [*values, obj.pk])
         if cursor.rowcount != 1:
             raise DatabaseError(f"{model.__name__} {obj.pk} was not updated (row gone?).")
+
+
+@functools.cache
+def _update_statement(model: type[Model], names: tuple[str, ...] | None) -> tuple[tuple, str]:
+    chosen = _writable(model) if names is None else tuple(model._meta.get_field(n) for n in names)
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in chosen)
+    pk = quote(model._meta.pk.column)
+    return chosen, f"UPDATE {table(model)} SET {assignments} WHERE {pk} = %s"
 
 
 def first(
