@@ -170,37 +170,40 @@ def _current_quantity(account_id: int, instrument_id: int) -> Decimal:
     return row[0] if row else Decimal("0")
 
 
-def _order_by_client_id(account_id: int, client_order_id: str) -> Order | None:
+def _signal_with_context(signal_id: int) -> tuple[Signal, Order | None, Decimal]:
+    """The signal with its strategy, instrument and account, the order already placed for it
+    (a retry) and the account's position in the instrument: one statement."""
+    client_order_id = f"sig-{signal_id}"
     if not sql.is_postgresql():
-        return Order.objects.filter(account_id=account_id, client_order_id=client_order_id).first()
-    row = sql.fetchone(
-        f"SELECT {sql.columns('o', Order)} FROM {sql.table(Order)} o "
-        "WHERE o.account_id = %s AND o.client_order_id = %s",
-        [account_id, client_order_id],
-    )
-    return None if row is None else sql.instance(Order, row)
-
-
-def _signal_with_context(signal_id: int) -> Signal:
-    """The signal with its strategy, instrument and account (one statement)."""
-    if not sql.is_postgresql():
-        return Signal.objects.select_related("strategy", "instrument", "account").get(pk=signal_id)
+        signal = Signal.objects.select_related("strategy", "instrument", "account").get(
+            pk=signal_id
+        )
+        existing = Order.objects.filter(
+            account_id=signal.account_id, client_order_id=client_order_id
+        ).first()
+        return signal, existing, _current_quantity(signal.account_id, signal.instrument_id)
     row = sql.fetchone(
         f"SELECT {sql.columns('g', Signal)}, {sql.columns('s', Strategy)}, "
-        f"{sql.columns('i', Instrument)}, {sql.columns('a', TradingAccount)} "
+        f"{sql.columns('i', Instrument)}, {sql.columns('a', TradingAccount)}, "
+        f"(SELECT o.id FROM {sql.table(Order)} o "
+        "WHERE o.account_id = g.account_id AND o.client_order_id = %s), "
+        f"(SELECT p.quantity FROM {sql.table(Position)} p "
+        "WHERE p.account_id = g.account_id AND p.instrument_id = g.instrument_id) "
         f"FROM {sql.table(Signal)} g JOIN {sql.table(Strategy)} s ON s.id = g.strategy_id "
         f"JOIN {sql.table(Instrument)} i ON i.id = g.instrument_id "
         f"JOIN {sql.table(TradingAccount)} a ON a.id = g.account_id WHERE g.id = %s",
-        [signal_id],
+        [client_order_id, signal_id],
     )
     if row is None:
         raise Signal.DoesNotExist(f"No signal with id {signal_id}.")
+    *models, existing_id, quantity = row
     signal, strategy, instrument, account = sql.instances(
-        row, Signal, Strategy, Instrument, TradingAccount
+        models, Signal, Strategy, Instrument, TradingAccount
     )
     cache = signal._state.fields_cache
     cache["strategy"], cache["instrument"], cache["account"] = strategy, instrument, account
-    return signal
+    existing = Order.objects.get(pk=existing_id) if existing_id is not None else None
+    return signal, existing, quantity if quantity is not None else Decimal("0")
 
 
 def _entry_size(*, strategy: Strategy, instrument: Instrument, side: str, price: float) -> Decimal:
@@ -286,18 +289,16 @@ def signal_execute(*, signal_id: int) -> Signal:
     """Size, check and place the order for a new signal; record what happened to it."""
     from apps.execution.services import order_submit
 
-    signal = _signal_with_context(signal_id)
+    signal, existing, position = _signal_with_context(signal_id)
     if signal.status != Signal.Status.NEW:
         return signal
     strategy, instrument = signal.strategy, signal.instrument
     if strategy.account_id == signal.account_id:
         strategy.account = signal.account  # loaded already: sizing reads it
     client_order_id = f"sig-{signal.pk}"
-    existing = _order_by_client_id(signal.account_id, client_order_id)
     if existing is not None:  # a retry after the order was placed
         return _signal_done(signal, Signal.Status.ORDERED, order=existing)
 
-    position = _current_quantity(signal.account_id, instrument.pk)
     price = instrument.last_price or signal.price
     size = None
     if signal.target != 0 and price:

@@ -297,17 +297,7 @@ def market_snapshot(
     """The instruments involved; with ``with_returns`` their aligned daily returns (for
     correlation and VaR), with ``with_atr`` the daily ATR of ``atr_symbols`` (default all)."""
     wanted = tuple(sorted(set(symbols)))
-    rows = list(
-        Instrument.objects.filter(symbol__in=wanted).values_list(
-            "pk",
-            "symbol",
-            "sector",
-            "tradable",
-            AsFloat("lot_size"),
-            AsFloat("tick_size"),
-            AsFloat("last_price"),
-        )
-    )
+    rows = _instrument_rows(wanted)
     day = now.date().isoformat()
     memo_key = (day, lookback, wanted)
     returns = _RETURNS_MEMO.get(memo_key) if with_returns else {}
@@ -340,6 +330,27 @@ def market_snapshot(
             _RETURNS_MEMO.clear()
         returns = _RETURNS_MEMO[memo_key] = _aligned_returns(by_symbol)
     return MarketSnapshot(instruments=instruments, returns=returns or {})
+
+
+def _instrument_rows(symbols: tuple[str, ...]) -> list[tuple]:
+    """(pk, symbol, sector, tradable, lot size, tick size, last price) of the instruments."""
+    if not sql.is_postgresql():
+        return list(
+            Instrument.objects.filter(symbol__in=symbols).values_list(
+                "pk",
+                "symbol",
+                "sector",
+                "tradable",
+                AsFloat("lot_size"),
+                AsFloat("tick_size"),
+                AsFloat("last_price"),
+            )
+        )
+    return sql.fetchall(
+        "SELECT id, symbol, sector, tradable, lot_size::float8, tick_size::float8, "
+        f"last_price::float8 FROM {sql.table(Instrument)} WHERE symbol = ANY(%s)",
+        [list(symbols)],
+    )
 
 
 def _aligned_returns(series: dict[str, dict]) -> dict[str, np.ndarray]:
