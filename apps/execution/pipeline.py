@@ -362,6 +362,8 @@ def signal_execute(*, signal_id: int) -> Signal:
         return _signal_done(signal, Signal.Status.REJECTED, code=exc.code, reason=exc.message)
     except DomainError as exc:
         return _signal_done(signal, Signal.Status.REJECTED, code=exc.code, reason=exc.message)
+    if order.signal_id == signal.pk and signal.status == Signal.Status.ORDERED:
+        return signal  # recorded with the order, in its transaction
     return _signal_done(signal, Signal.Status.ORDERED, order=order)
 
 

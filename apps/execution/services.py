@@ -344,8 +344,23 @@ def _order_create(
                 ),
             ]
         )
+        if signal is not None:
+            # The signal is ordered once its order exists: recorded in the same transaction
+            # (whatever the broker answers, the order is the signal's outcome).
+            sql.update(
+                _signal_ordered(signal, order, now),
+                ["status", "reject_code", "reject_reason", "decision", "processed_at"],
+            )
         _broadcast_order(order)
     return order
+
+
+def _signal_ordered(signal, order: Order, now: datetime):
+    signal.status = signal.Status.ORDERED
+    signal.reject_code = signal.reject_reason = ""
+    signal.decision = order.risk_decision
+    signal.processed_at = now
+    return signal
 
 
 def order_submit(
