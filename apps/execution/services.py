@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -149,22 +152,48 @@ def order_transition(
     if to_status == OrderStatus.REJECTED:
         order.reject_reason = message
         fields.append("reject_reason")
-    sql.update(order, fields)
-    sql.insert(
-        OrderEvent(
-            order=order,
-            at=at,
-            from_status=previous,
-            to_status=to_status,
-            source=source,
-            message=message,
-            data=data or {},
-        )
+    event = OrderEvent(
+        order=order,
+        at=at,
+        from_status=previous,
+        to_status=to_status,
+        source=source,
+        message=message,
+        data=data or {},
     )
+    pending = getattr(order, "_pending_writes", None)
+    if pending is None:
+        sql.update(order, fields)
+        sql.insert(event)
+    else:  # inside _order_writes_batched: written once, when the block ends
+        pending.fields.update(dict.fromkeys(fields))
+        pending.events.append(event)
     _broadcast_order(order)
     if to_status in ORDER_NOTIFICATIONS:
         _notify_order(order, to_status, message)
     return order
+
+
+@dataclass
+class _PendingWrites:
+    fields: dict[str, None] = field(default_factory=dict)  # ordered set
+    events: list[OrderEvent] = field(default_factory=list)
+
+
+@contextmanager
+def _order_writes_batched(order: Order) -> Iterator[None]:
+    """Within one transaction, the order's transitions write it once, at the end of the
+    block: one UPDATE with every changed field and one INSERT of all their events (a paper
+    fill moves an order submitted -> accepted -> filled in one go). Nothing in the block may
+    read the order's row back; an exception writes nothing (its transaction rolls back)."""
+    pending = order._pending_writes = _PendingWrites()
+    try:
+        yield
+    finally:
+        del order._pending_writes
+    if pending.fields:
+        sql.update(order, list(pending.fields))
+    sql.insert_many(pending.events)
 
 
 # Status -> notification type (the notification service knows their severities).
@@ -416,41 +445,46 @@ def order_apply_ack(*, order_id: int, ack: SubmitAck) -> Order:
     answer: a status or fills booked meanwhile stand, and the answer only adds what they lack."""
     with transaction.atomic():
         order = _lock_order(order_id)
-        if not ack.accepted:
-            if order.status == OrderStatus.SUBMITTED:
-                order_transition(
-                    order=order,
-                    to_status=OrderStatus.REJECTED,
-                    source=OrderSource.SYSTEM,
-                    message=ack.reason or "rejected by the broker",
-                )
-            return order
-        fields = []
-        if ack.broker_order_id and order.broker_order_id != ack.broker_order_id:
-            order.broker_order_id = ack.broker_order_id
-            fields.append("broker_order_id")
-        if ack.stop_triggered and not order.stop_triggered:
-            order.stop_triggered = True
-            fields.append("stop_triggered")
-        if order.status == OrderStatus.SUBMITTED:  # with the changed fields, one UPDATE
-            order_transition(
-                order=order,
-                to_status=OrderStatus.ACCEPTED,
-                source=OrderSource.SYSTEM,
-                also_save=tuple(fields),
-            )
-        elif fields:
-            order.save(update_fields=[*fields, "updated_at"])
-        # Fills booked before the answer came (from the broker's stream) are the same
-        # executions reported sooner: the answer's own fills would count them twice.
-        if order.filled_quantity == 0 and order.is_open:
-            for fill in ack.fills:
-                _fill_apply_locked(order, fill)
-    if ack.cancel_rest and order.is_open:
+        with _order_writes_batched(order):
+            _ack_apply_locked(order, ack)
+    if ack.accepted and ack.cancel_rest and order.is_open:
         order = order_close_unfilled(
             order=order, reason=ack.cancel_reason or "immediate order not filled"
         )
     return order
+
+
+def _ack_apply_locked(order: Order, ack: SubmitAck) -> None:
+    if not ack.accepted:
+        if order.status == OrderStatus.SUBMITTED:
+            order_transition(
+                order=order,
+                to_status=OrderStatus.REJECTED,
+                source=OrderSource.SYSTEM,
+                message=ack.reason or "rejected by the broker",
+            )
+        return
+    fields = []
+    if ack.broker_order_id and order.broker_order_id != ack.broker_order_id:
+        order.broker_order_id = ack.broker_order_id
+        fields.append("broker_order_id")
+    if ack.stop_triggered and not order.stop_triggered:
+        order.stop_triggered = True
+        fields.append("stop_triggered")
+    if order.status == OrderStatus.SUBMITTED:  # with the changed fields, one UPDATE
+        order_transition(
+            order=order,
+            to_status=OrderStatus.ACCEPTED,
+            source=OrderSource.SYSTEM,
+            also_save=tuple(fields),
+        )
+    elif fields:
+        order.save(update_fields=[*fields, "updated_at"])
+    # Fills booked before the answer came (from the broker's stream) are the same
+    # executions reported sooner: the answer's own fills would count them twice.
+    if order.filled_quantity == 0 and order.is_open:
+        for fill in ack.fills:
+            _fill_apply_locked(order, fill)
 
 
 def _lock_order(order_id: int) -> Order:
