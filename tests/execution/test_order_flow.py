@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.core.errors import Conflict, ValidationFailed
 from apps.execution.domain.intents import OrderIntent
@@ -37,6 +39,35 @@ def test_market_buy_fills_at_last_price_and_opens_position(account, instrument):
     assert statuses == ["new", "submitted", "accepted", "filled"]
     trade = Trade.objects.get(account=account)
     assert trade.status == "open" and trade.entry_quantity == Decimal("10")
+
+
+@pytest.mark.postgres
+def test_a_paper_fill_writes_the_order_once_with_all_its_fields_and_events(account, instrument):
+    BarFactory(instrument=instrument, volume=1_000_000)
+    with CaptureQueriesContext(connection) as queries:
+        order = order_submit(account=account, intent=buy())
+    order_updates = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('UPDATE "execution_order"')
+    ]
+    # Accepted and filled in one ack: one UPDATE, with the broker id and the fill's figures.
+    assert len(order_updates) == 1
+    assert '"broker_order_id"' in order_updates[0] and '"filled_quantity"' in order_updates[0]
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.status, stored.filled_quantity, stored.broker_order_id) == (
+        "filled",
+        Decimal("10"),
+        order.broker_order_id,
+    )
+    assert stored.average_fill_price == instrument.last_price and stored.filled_at is not None
+    events = list(stored.events.order_by("id").values_list("from_status", "to_status"))
+    assert events == [
+        ("", "new"),
+        ("new", "submitted"),
+        ("submitted", "accepted"),
+        ("accepted", "filled"),
+    ]
 
 
 def test_round_trip_closes_trade_with_pnl(account, instrument):
