@@ -3,16 +3,10 @@ view's user-scoped queryset already holds, so an id of another user's object fin
 
 from __future__ import annotations
 
-from django import forms
 from django_filters import rest_framework as filters
 
+from apps.core.filters import IdFilter
 from apps.execution.models import Order, OrderSource, OrderStatus, Position, Side, Trade
-
-
-class IdFilter(filters.NumberFilter):
-    """A whole-number id (the default NumberFilter takes 1.5 and truncates it)."""
-
-    field_class = forms.IntegerField
 
 
 class SymbolFilter(filters.CharFilter):

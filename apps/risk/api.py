@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -44,6 +43,7 @@ from apps.accounts.api import OwnAccountField
 from apps.accounts.models import TradingAccount
 from apps.accounts.selectors import accounts_for_user
 from apps.core.errors import ValidationFailed
+from apps.core.filters import IdFilter
 from apps.execution.domain.intents import OrderIntent
 from apps.execution.models import PRICE, QTY, OrderType, Side
 from apps.risk.domain.rules import describe_rule_types
@@ -92,12 +92,6 @@ class OwnStrategyField(serializers.PrimaryKeyRelatedField):
         if user is None or not user.is_authenticated:
             return Strategy.objects.none()
         return Strategy.objects.filter(owner=user)
-
-
-class IdFilter(filters.NumberFilter):
-    """A whole-number id (the default NumberFilter takes 1.5 and truncates it)."""
-
-    field_class = forms.IntegerField
 
 
 # --- rules --------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ configured strategies (create, change and delete go through the strategy service
 
 from __future__ import annotations
 
-from django import forms
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -14,6 +13,7 @@ from rest_framework.response import Response
 
 from apps.accounts.api import OwnAccountField
 from apps.accounts.models import User
+from apps.core.filters import IdFilter
 from apps.marketdata.models import Timeframe
 from apps.strategies.domain.registry import describe_strategies
 from apps.strategies.models import Strategy
@@ -136,12 +136,6 @@ class StrategyWriteSerializer(serializers.Serializer):
     reprice_limit = serializers.BooleanField(
         required=False, help_text="Move an unfilled limit entry with the market on each bar."
     )
-
-
-class IdFilter(filters.NumberFilter):
-    """A whole-number id (the default NumberFilter takes 1.5 and truncates it)."""
-
-    field_class = forms.IntegerField
 
 
 class StrategyFilter(filters.FilterSet):
