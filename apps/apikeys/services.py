@@ -134,14 +134,17 @@ def _check_expiry(expires_at: datetime | None) -> None:
 
 
 def _integrity_conflict(exc: IntegrityError) -> Conflict:
+    # PostgreSQL names the constraint; SQLite (the embedded default) names its columns.
     text = str(exc)
-    if "apikey_unique_current_name_per_owner" in text:
+    if "apikey_unique_current_name_per_owner" in text or text.endswith(
+        "apikeys_apikey.owner_id, apikeys_apikey.name"
+    ):
         return Conflict(
             "You already have a key with this name.",
             code="duplicate_name",
             fields={"name": "You already have a key with this name."},
         )
-    if "apikey_one_current_key_per_account" in text:
+    if "apikey_one_current_key_per_account" in text or text.endswith("apikeys_apikey.account_id"):
         return Conflict(
             "This account already uses another key; rotate that key instead.",
             code="account_has_key",
