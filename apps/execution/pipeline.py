@@ -158,18 +158,6 @@ class OrderPlan:
     reason: str
 
 
-def _current_quantity(account_id: int, instrument_id: int) -> Decimal:
-    if not sql.is_postgresql():
-        return Position.objects.filter(
-            account_id=account_id, instrument_id=instrument_id
-        ).values_list("quantity", flat=True).first() or Decimal("0")
-    row = sql.fetchone(
-        f"SELECT quantity FROM {sql.table(Position)} WHERE account_id = %s AND instrument_id = %s",
-        [account_id, instrument_id],
-    )
-    return row[0] if row else Decimal("0")
-
-
 def _signal_with_context(signal_id: int) -> tuple[Signal, Order | None, Decimal]:
     """The signal with its strategy, instrument and account, the order already placed for it
     (a retry) and the account's position in the instrument: one statement."""
@@ -181,7 +169,14 @@ def _signal_with_context(signal_id: int) -> tuple[Signal, Order | None, Decimal]
         existing = Order.objects.filter(
             account_id=signal.account_id, client_order_id=client_order_id
         ).first()
-        return signal, existing, _current_quantity(signal.account_id, signal.instrument_id)
+        position = (
+            Position.objects.filter(
+                account_id=signal.account_id, instrument_id=signal.instrument_id
+            )
+            .values_list("quantity", flat=True)
+            .first()
+        )
+        return signal, existing, position or Decimal("0")
     row = sql.fetchone(
         f"SELECT {sql.columns('g', Signal)}, {sql.columns('s', Strategy)}, "
         f"{sql.columns('i', Instrument)}, {sql.columns('a', TradingAccount)}, "

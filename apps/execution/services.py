@@ -384,7 +384,7 @@ def _order_create(
     return order
 
 
-def _signal_ordered(signal, order: Order, now: datetime):
+def _signal_ordered(signal: Signal, order: Order, now: datetime) -> Signal:
     signal.status = signal.Status.ORDERED
     signal.reject_code = signal.reject_reason = ""
     signal.decision = order.risk_decision

@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from apps.accounts.selectors import account_valuation, accounts_for_user
+from apps.core import sql
 from apps.core.templatetags.trading import user_tz
 from apps.notifications.domain import catalog
 from apps.notifications.domain.payloads import (
@@ -111,26 +112,22 @@ class EmailHistory:
 
 def email_history(*, user_id: int, since: datetime, exclude_id: int) -> EmailHistory:
     """What the e-mail rate limit decides on, in one query."""
-    if connection.vendor == "postgresql":  # every e-mail asks: written out, it costs less
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT status, claimed_at, next_attempt_at "
-                f"FROM {connection.ops.quote_name(Delivery._meta.db_table)} "
-                "WHERE user_id = %s AND channel = %s AND batched_into_id IS NULL AND id <> %s "
-                "AND ((status IN (%s, %s) AND claimed_at > %s) "
-                "OR (status = %s AND hold_reason = %s))",
-                [
-                    user_id,
-                    Channel.EMAIL,
-                    exclude_id,
-                    DeliveryStatus.SENDING,
-                    DeliveryStatus.SENT,
-                    since,
-                    DeliveryStatus.SCHEDULED,
-                    HoldReason.DIGEST,
-                ],
-            )
-            rows = cursor.fetchall()
+    if sql.is_postgresql():  # every e-mail asks: written out (see apps.core.sql)
+        rows = sql.fetchall(
+            f"SELECT status, claimed_at, next_attempt_at FROM {sql.table(Delivery)} "
+            "WHERE user_id = %s AND channel = %s AND batched_into_id IS NULL AND id <> %s "
+            "AND ((status IN (%s, %s) AND claimed_at > %s) OR (status = %s AND hold_reason = %s))",
+            [
+                user_id,
+                Channel.EMAIL,
+                exclude_id,
+                DeliveryStatus.SENDING,
+                DeliveryStatus.SENT,
+                since,
+                DeliveryStatus.SCHEDULED,
+                HoldReason.DIGEST,
+            ],
+        )
     else:
         rows = (
             Delivery.objects.filter(

@@ -102,7 +102,7 @@ from apps.notifications.transports.base import truncate
 from apps.notifications.transports.webhook import WebhookTarget, check_public_address
 
 logger = logging.getLogger(__name__)
-qn = connection.ops.quote_name
+qn = connection.ops.quote_name  # for the statements that run on every database
 User = get_user_model()
 
 READ_EVENT = "notifications.read"
@@ -186,41 +186,25 @@ def _recipient(user: Any, type: str) -> tuple[Any, dict[str, bool]]:
     row (joined), whether any browser is subscribed to push, and the type's preference rows.
     """
     user_id = getattr(user, "pk", user)
-    if connection.vendor != "postgresql":  # the embedded default: the plain ORM will do
+    if not sql.is_postgresql():  # the embedded default: the plain ORM will do
         row = (
             User.objects.select_related("notification_settings")
             .annotate(has_push=Exists(PushSubscription.objects.filter(user_id=OuterRef("pk"))))
             .get(pk=user_id)
         )
         return row, selectors.channel_preferences(user=row, type=type)
-    user_fields = User._meta.concrete_fields
-    settings_fields = NotificationSettings._meta.concrete_fields
-    columns = ", ".join(
-        [
-            *(f"u.{qn(f.column)}" for f in user_fields),
-            *(f"s.{qn(f.column)}" for f in settings_fields),
-        ]
+    values = sql.fetchone(
+        f"SELECT {sql.columns('u', User)}, {sql.columns('s', NotificationSettings)}, "
+        f"EXISTS (SELECT 1 FROM {sql.table(PushSubscription)} p WHERE p.user_id = u.id), "
+        "(SELECT json_object_agg(c.channel, c.enabled) "
+        f"FROM {sql.table(NotificationPreference)} c WHERE c.user_id = u.id AND c.type = %s) "
+        f"FROM {sql.table(User)} u "
+        f"LEFT JOIN {sql.table(NotificationSettings)} s ON s.user_id = u.id WHERE u.id = %s",
+        [type, user_id],
     )
-    query = (
-        f"SELECT {columns}, "
-        f"EXISTS (SELECT 1 FROM {qn(PushSubscription._meta.db_table)} p WHERE p.user_id = u.id), "
-        f"(SELECT json_object_agg(c.channel, c.enabled) "
-        f"FROM {qn(NotificationPreference._meta.db_table)} c "
-        "WHERE c.user_id = u.id AND c.type = %s) "
-        f"FROM {qn(User._meta.db_table)} u "
-        f"LEFT JOIN {qn(NotificationSettings._meta.db_table)} s ON s.user_id = u.id "
-        "WHERE u.id = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(query, [type, user_id])
-        values = cursor.fetchone()
     if values is None:
         raise User.DoesNotExist(f"No user with id {user_id}.")
-    row = sql.instance(User, values[: len(user_fields)])
-    settings_values = values[len(user_fields) : len(user_fields) + len(settings_fields)]
-    settings_row = (
-        None if settings_values[0] is None else sql.instance(NotificationSettings, settings_values)
-    )
+    row, settings_row = sql.instances(values[:-2], User, NotificationSettings)
     row._state.fields_cache["notification_settings"] = settings_row
     row.has_push, chosen = values[-2], values[-1]
     if isinstance(chosen, str):
@@ -397,7 +381,7 @@ def deliveries_attempt(*, delivery_ids: Iterable[int]) -> dict[str, int]:
 
     claims: dict[int, Claim] = {}
     channels: dict[int, str] = {}
-    if len(ids) > 1 and connection.vendor == "postgresql":
+    if len(ids) > 1 and sql.is_postgresql():
         now = timezone.now()
         try:
             claims, channels = _claim_in_app_rows(delivery_ids=ids, now=now)
@@ -470,21 +454,26 @@ def _claim_by_update(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Cl
     """Claim an in-app, push or webhook row with one conditional UPDATE (the database
     serialises two workers on the row; the loser updates nothing), returning the row and
     its notification."""
-    if connection.vendor != "postgresql":  # the embedded default: the plain ORM will do
+    if not sql.is_postgresql():  # the embedded default: the plain ORM will do
         return _claim_by_update_portable(delivery_id=delivery_id, now=now, token=token)
-    delivery, notification = Delivery._meta.db_table, Notification._meta.db_table
-    columns = ", ".join(f"n.{qn(c)}" for c in _NOTIFICATION_COLUMNS)
-    query = (
-        f"UPDATE {qn(delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
-        f"attempts = d.attempts + 1, updated_at = %s FROM {qn(notification)} AS n "
+    row = sql.fetchone(
+        f"UPDATE {sql.table(Delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
+        f"attempts = d.attempts + 1, updated_at = %s FROM {sql.table(Notification)} AS n "
         "WHERE d.id = %s AND n.id = d.notification_id AND d.status IN (%s, %s, %s) "
         "AND d.next_attempt_at <= %s AND d.batched_into_id IS NULL AND d.channel <> %s "
-        f"RETURNING d.uid, d.channel, d.attempts, d.user_id, d.progress, {columns}"
+        f"RETURNING d.uid, d.channel, d.attempts, d.user_id, d.progress, "
+        f"{sql.columns('n', Notification)}",
+        [
+            DeliveryStatus.SENDING,
+            token,
+            now,
+            now,
+            delivery_id,
+            *CLAIMABLE_STATUSES,
+            now,
+            Channel.EMAIL,
+        ],
     )
-    params = [DeliveryStatus.SENDING, token, now, now, delivery_id, *CLAIMABLE_STATUSES, now]
-    with connection.cursor() as cursor:
-        cursor.execute(query, [*params, Channel.EMAIL])
-        row = cursor.fetchone()
     if row is None:
         return None
     uid, channel, attempts, user_id, progress, *values = row
@@ -557,39 +546,36 @@ def _claim_in_app_rows(
     """Claim every due in-app row among ``delivery_ids`` in one statement (PostgreSQL), with
     the notification and the trader's unread count; returns the claims and the channel of
     every row that exists."""
-    delivery, notification = Delivery._meta.db_table, Notification._meta.db_table
-    returned = ", ".join(f"n.{qn(c)} AS n_{c}" for c in _NOTIFICATION_COLUMNS)
+    # The claimed rows' columns under names of their own (the CTE returns two tables' ids).
+    returned = ", ".join(f"n.{sql.quote(c)} AS n_{c}" for c in _NOTIFICATION_COLUMNS)
     selected = ", ".join(f"c.n_{c}" for c in _NOTIFICATION_COLUMNS)
     token = uuid.uuid4()
-    query = (
+    rows = sql.fetchall(
         "WITH claimed AS ("
-        f"UPDATE {qn(delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
-        f"attempts = d.attempts + 1, updated_at = %s FROM {qn(notification)} AS n "
+        f"UPDATE {sql.table(Delivery)} AS d SET status = %s, claim_token = %s, claimed_at = %s, "
+        f"attempts = d.attempts + 1, updated_at = %s FROM {sql.table(Notification)} AS n "
         "WHERE d.id = ANY(%s) AND n.id = d.notification_id AND d.channel = %s "
         "AND d.status IN (%s, %s, %s) AND d.next_attempt_at <= %s "
         "AND d.batched_into_id IS NULL "
         "RETURNING d.id AS d_id, d.uid AS d_uid, d.attempts AS d_attempts, "
         f"d.user_id AS d_user_id, d.progress AS d_progress, {returned}) "
         "SELECT x.id, x.channel, c.d_uid, c.d_attempts, c.d_user_id, c.d_progress, "
-        f"(SELECT count(*) FROM {qn(notification)} AS r "
+        f"(SELECT count(*) FROM {sql.table(Notification)} AS r "
         "WHERE r.user_id = c.d_user_id AND r.read_at IS NULL), "
-        f"{selected} FROM {qn(delivery)} AS x LEFT JOIN claimed AS c ON c.d_id = x.id "
-        "WHERE x.id = ANY(%s)"
+        f"{selected} FROM {sql.table(Delivery)} AS x LEFT JOIN claimed AS c ON c.d_id = x.id "
+        "WHERE x.id = ANY(%s)",
+        [
+            DeliveryStatus.SENDING,
+            token,
+            now,
+            now,
+            delivery_ids,
+            Channel.IN_APP,
+            *CLAIMABLE_STATUSES,
+            now,
+            delivery_ids,
+        ],
     )
-    params = [
-        DeliveryStatus.SENDING,
-        token,
-        now,
-        now,
-        delivery_ids,
-        Channel.IN_APP,
-        *CLAIMABLE_STATUSES,
-        now,
-        delivery_ids,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        rows = cursor.fetchall()
     claims: dict[int, Claim] = {}
     channels: dict[int, str] = {}
     for delivery_id, channel, uid, attempts, user_id, progress, unread, *values in rows:
@@ -664,7 +650,7 @@ def _claim_email(*, delivery_id: int, now: datetime, token: uuid.UUID) -> Claim 
 def _email_row_locked(*, delivery_id: int, now: datetime) -> Delivery | None:
     """The e-mail row if it is claimable, with its notification, user and settings loaded,
     locked together with the trader's row (``FOR NO KEY UPDATE OF`` both)."""
-    if connection.vendor != "postgresql":  # the embedded default: the plain ORM will do
+    if not sql.is_postgresql():  # the embedded default: the plain ORM will do
         return (
             Delivery.objects.select_for_update(of=("self", "notification__user"), no_key=True)
             .filter(
@@ -677,30 +663,23 @@ def _email_row_locked(*, delivery_id: int, now: datetime) -> Delivery | None:
             .select_related("notification__user__notification_settings")
             .first()
         )
-    parts = (
-        ("d", Delivery),
-        ("n", Notification),
-        ("u", User),
-        ("s", NotificationSettings),
-    )
-    columns = ", ".join(
-        f"{alias}.{qn(f.column)}" for alias, model in parts for f in model._meta.concrete_fields
-    )
-    query = (
-        f"SELECT {columns} FROM {qn(Delivery._meta.db_table)} AS d "
-        f"JOIN {qn(Notification._meta.db_table)} AS n ON n.id = d.notification_id "
-        f"JOIN {qn(User._meta.db_table)} AS u ON u.id = n.user_id "
-        f"LEFT JOIN {qn(NotificationSettings._meta.db_table)} AS s ON s.user_id = u.id "
+    values = sql.fetchone(
+        f"SELECT {sql.columns('d', Delivery)}, {sql.columns('n', Notification)}, "
+        f"{sql.columns('u', User)}, {sql.columns('s', NotificationSettings)} "
+        f"FROM {sql.table(Delivery)} AS d "
+        f"JOIN {sql.table(Notification)} AS n ON n.id = d.notification_id "
+        f"JOIN {sql.table(User)} AS u ON u.id = n.user_id "
+        f"LEFT JOIN {sql.table(NotificationSettings)} AS s ON s.user_id = u.id "
         "WHERE d.id = %s AND d.channel = %s AND d.status IN (%s, %s, %s) "
         "AND d.next_attempt_at <= %s AND d.batched_into_id IS NULL "
-        "FOR NO KEY UPDATE OF d, u"
+        "FOR NO KEY UPDATE OF d, u",
+        [delivery_id, Channel.EMAIL, *CLAIMABLE_STATUSES, now],
     )
-    with connection.cursor() as cursor:
-        cursor.execute(query, [delivery_id, Channel.EMAIL, *CLAIMABLE_STATUSES, now])
-        values = cursor.fetchone()
     if values is None:
         return None
-    row, notification, user, settings_row = sql.instances(values, *(m for _, m in parts))
+    row, notification, user, settings_row = sql.instances(
+        values, Delivery, Notification, User, NotificationSettings
+    )
     user._state.fields_cache["notification_settings"] = settings_row
     notification._state.fields_cache["user"] = user
     row._state.fields_cache["notification"] = notification

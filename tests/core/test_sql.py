@@ -105,7 +105,7 @@ def test_update_writes_the_named_fields_sets_auto_now_and_fails_when_the_row_is_
         sql.update(order, ["status"])
 
 
-def test_first_reads_locks_and_falls_back_to_none():
+def test_first_reads_on_postgresql_without_the_fallback_and_locks():
     account = TradingAccountFactory()
     assert sql.first(Signal, "t.account_id = %s", [account.pk], fallback=lambda: "unused") is None
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
