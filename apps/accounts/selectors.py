@@ -94,6 +94,12 @@ def account_valuation(*, account: TradingAccount) -> AccountValuation:
         .select_related("instrument")
         .order_by("instrument__symbol")
     )
+    return valuation_of(account=account, positions=positions)
+
+
+def valuation_of(*, account: TradingAccount, positions) -> AccountValuation:
+    """``account_valuation`` of positions already loaded (with their instruments), in symbol
+    order: a batch keeps them in memory while it trades."""
     rows: list[PositionValuation] = []
     value = unrealized = gross = realized_total = Decimal("0")
     for position in positions:

@@ -62,6 +62,45 @@ def _log_failure(future) -> None:
         logger.warning("a live update was not delivered: %s", exc)
 
 
+class _Outbox:
+    """The process's live updates, sent one after another by one coroutine on the background
+    loop: a batch that commits hundreds of updates at once queues them instead of opening a
+    Redis connection each (the layer's pool refuses beyond its size)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Any, str, dict]] = []
+        self._draining = False
+        self._pid = os.getpid()
+
+    def put(self, layer, group: str, message: dict) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child starts afresh
+                self._pid, self._queue, self._draining = os.getpid(), [], False
+            self._queue.append((layer, group, message))
+            if self._draining:
+                return
+            self._draining = True
+        future = asyncio.run_coroutine_threadsafe(self._drain(), _background.loop())
+        future.add_done_callback(_log_failure)
+
+    async def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                batch, self._queue = self._queue, []
+            for layer, group, message in batch:
+                try:
+                    await layer.group_send(group, message)
+                except Exception as exc:  # the next ones still go
+                    logger.warning("a live update was not delivered: %s", exc)
+
+
+_outbox = _Outbox()
+
+
 def broadcast(user_id: int, event: str, data: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -70,10 +109,7 @@ def broadcast(user_id: int, event: str, data: dict[str, Any]) -> None:
     group = user_group(user_id)
     try:
         if "Redis" in type(layer).__name__:
-            future = asyncio.run_coroutine_threadsafe(
-                layer.group_send(group, message), _background.loop()
-            )
-            future.add_done_callback(_log_failure)
+            _outbox.put(layer, group, message)
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception:  # A page that misses a live update reloads it; trading must go on.

@@ -182,3 +182,146 @@ def first(
         params,
     )
     return None if row is None else instance(model, row)
+
+
+# --- write-behind: the writes of one transaction, sent together (PostgreSQL) ------------------
+
+
+def allocate_pks(model: type[Model], count: int) -> list[int]:
+    """``count`` fresh primary keys from the model's sequence (one statement): a row can be
+    referred to before it is written. Unused keys are gaps, as after a rollback."""
+    rows = fetchall(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        [model._meta.db_table, model._meta.pk.column, count],
+    )
+    return [pk for (pk,) in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_with_pks_statement(model: type[Model], rows: int) -> str:
+    fields = model._meta.concrete_fields
+    row = f"({', '.join(['%s'] * len(fields))})"
+    return (
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * rows)}"
+    )
+
+
+def insert_many_with_pks(objs: Sequence[Model]) -> None:
+    """INSERT instances of one model whose primary keys were set beforehand (``allocate_pks``
+    or the caller's own), in one statement per 500 rows."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields = model._meta.concrete_fields
+    for start in range(0, len(objs), 500):
+        chunk = objs[start : start + 500]
+        values = [
+            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in chunk for f in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_with_pks_statement(model, len(chunk)), values)
+        for obj in chunk:
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
+@functools.lru_cache(maxsize=256)
+def _update_many_statement(
+    model: type[Model], names: tuple[str, ...] | None, rows: int
+) -> tuple[tuple, str]:
+    chosen = _writable(model) if names is None else tuple(model._meta.get_field(n) for n in names)
+    pk = model._meta.pk
+    # Typed VALUES: each column cast to its own type, so text, numbers, times and JSON
+    # arrive as what the column holds.
+    typed = [pk, *chosen]
+    row = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in typed) + ")"
+    names_sql = ", ".join(quote(f.column) for f in typed)
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in chosen)
+    return chosen, (
+        f"UPDATE {table(model)} t SET {assignments} FROM (VALUES {', '.join([row] * rows)}) "
+        f"AS v({names_sql}) WHERE t.{quote(pk.column)} = v.{quote(pk.column)}"
+    )
+
+
+def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> None:
+    """``update`` for several saved instances of one model in one statement (auto_now fields
+    set); an error when a row is gone."""
+    if not objs:
+        return
+    model = type(objs[0])
+    names = None if fields is None else tuple(fields)
+    for start in range(0, len(objs), 500):
+        chunk = objs[start : start + 500]
+        chosen, statement = _update_many_statement(model, names, len(chunk))
+        values = []
+        for obj in chunk:
+            values.append(obj.pk)
+            values.extend(f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, values)
+            if cursor.rowcount != len(chunk):
+                raise DatabaseError(
+                    f"{model.__name__}: {cursor.rowcount} of {len(chunk)} rows updated "
+                    "(rows gone?)."
+                )
+
+
+class WriteBehind:
+    """The inserts and updates of one transaction, held back and sent at ``flush`` as one
+    statement per model (and set of fields): for a batch that writes many rows of a few
+    kinds and reads none of them back (PostgreSQL only).
+
+    ``insert(obj, pk_now=True)`` gives the row its primary key at once (from the sequence,
+    a block at a time), for rows that others refer to before the flush. An update of a row
+    still waiting to be inserted changes nothing: the insert writes its final state. Several
+    updates of one row become one, with the union of their fields."""
+
+    PK_BLOCK = 64
+
+    def __init__(self) -> None:
+        self._inserts: dict[type[Model], list[Model]] = {}
+        self._waiting: set[int] = set()  # id() of rows waiting to be inserted
+        self._updates: dict[int, tuple[Model, dict[str, None] | None]] = {}
+        self._pks: dict[type[Model], list[int]] = {}
+
+    def _next_pk(self, model: type[Model]) -> int:
+        free = self._pks.setdefault(model, [])
+        if not free:
+            free.extend(reversed(allocate_pks(model, self.PK_BLOCK)))
+        return free.pop()
+
+    def assign_pk(self, obj: Model) -> None:
+        """Give ``obj`` its primary key now (it is written only if inserted later)."""
+        if obj.pk is None:
+            obj.pk = self._next_pk(type(obj))
+
+    def insert(self, obj: Model, *, pk_now: bool = False) -> None:
+        if pk_now:
+            self.assign_pk(obj)
+        self._inserts.setdefault(type(obj), []).append(obj)
+        self._waiting.add(id(obj))
+
+    def update(self, obj: Model, fields: Sequence[str] | None = None) -> None:
+        if id(obj) in self._waiting:
+            return
+        _, known = self._updates.get(id(obj), (obj, {}))
+        merged = None if fields is None or known is None else {**known, **dict.fromkeys(fields)}
+        self._updates[id(obj)] = (obj, merged)
+
+    def flush(self) -> None:
+        """Send everything held back (inserts first, by model in first-use order; foreign
+        keys are checked at commit, so the order among models does not matter)."""
+        inserts, self._inserts, self._waiting = self._inserts, {}, set()
+        updates, self._updates = self._updates, {}
+        for objs in inserts.values():
+            with_pks = [o for o in objs if o.pk is not None]
+            if with_pks:
+                insert_many_with_pks(with_pks)
+            insert_many([o for o in objs if o.pk is None])
+        groups: dict[tuple, list[Model]] = {}
+        for obj, fields in updates.values():
+            key = (type(obj), None if fields is None else tuple(fields))
+            groups.setdefault(key, []).append(obj)
+        for (_, fields), objs in groups.items():
+            update_many(objs, fields)

@@ -192,6 +192,8 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["account", "status"], name="order_account_status"),
             models.Index(fields=["instrument", "status"], name="order_instrument_status"),
+            # The rate-limit count of every pre-trade check: submissions of the last minute.
+            models.Index(fields=["account", "created_at"], name="order_account_created"),
         ]
 
     def __str__(self) -> str:

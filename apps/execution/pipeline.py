@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.models import TradingAccount
-from apps.accounts.selectors import account_valuation
+from apps.accounts.selectors import AccountValuation, account_valuation
 from apps.core import sql
 from apps.core.errors import Conflict, DomainError
 from apps.execution.domain.intents import OrderIntent
@@ -34,7 +34,7 @@ from apps.marketdata.selectors import bars_frame
 from apps.marketdata.services import TIMEFRAME_DELTA, BarIngested
 from apps.risk.domain.rules import max_position_value
 from apps.risk.domain.sizing import size_position
-from apps.risk.domain.types import RuleType
+from apps.risk.domain.types import Rule, RuleType
 from apps.risk.selectors import market_snapshot, rules_for_account
 from apps.risk.services import RiskRejected
 from apps.strategies.domain.base import BarSeries
@@ -65,25 +65,37 @@ def strategies_watching(*, instrument_id: int, timeframe: str):
 
 
 def bar_closed_process(*, instrument_id: int, timeframe: str, bar_ts: datetime) -> list[Signal]:
-    """Run every strategy in paper or live mode that watches this instrument and timeframe."""
+    """Run every strategy in paper or live mode that watches this instrument and timeframe,
+    then execute their new signals together (``apps.execution.batch``: one transaction per
+    account)."""
+    from apps.execution.batch import signals_execute_batch
+
     signals = []
     instrument = Instrument.objects.get(pk=instrument_id)
     for strategy in strategies_watching(instrument_id=instrument_id, timeframe=timeframe):
         try:
-            signal = strategy_evaluate_bar(strategy=strategy, instrument=instrument, bar_ts=bar_ts)
+            signal = strategy_evaluate_bar(
+                strategy=strategy, instrument=instrument, bar_ts=bar_ts, execute=False
+            )
         except Exception:
             logger.exception("strategy %s failed on %s %s", strategy.pk, instrument.symbol, bar_ts)
             continue
         if signal is not None:
             signals.append(signal)
+    fresh = [s.pk for s in signals if s.status == Signal.Status.NEW]
+    if fresh:
+        signals_execute_batch(signal_ids=fresh)
+        outcome = Signal.objects.in_bulk(fresh)
+        signals = [outcome.get(s.pk, s) for s in signals]
     return signals
 
 
 def strategy_evaluate_bar(
-    *, strategy: Strategy, instrument: Instrument, bar_ts: datetime
+    *, strategy: Strategy, instrument: Instrument, bar_ts: datetime, execute: bool = True
 ) -> Signal | None:
     """Run the strategy's library code on the history up to and including the bar at
-    ``bar_ts``; store and execute the signal if its target changes on that bar."""
+    ``bar_ts``; store the signal if its target changes on that bar, and (``execute``)
+    execute it."""
     definition = get_strategy(strategy.kind)
     history = max(MIN_HISTORY, definition.warmup(strategy.params) * HISTORY_FACTOR)
     frame = bars_frame(
@@ -107,7 +119,7 @@ def strategy_evaluate_bar(
         reason=event.reason,
         price=float(frame["close"].iloc[-1]),
     )
-    if signal.status == Signal.Status.NEW:
+    if execute and signal.status == Signal.Status.NEW:
         signal = signal_execute(signal_id=signal.pk)
     return signal
 
@@ -201,12 +213,24 @@ def _signal_with_context(signal_id: int) -> tuple[Signal, Order | None, Decimal]
     return signal, existing, quantity if quantity is not None else Decimal("0")
 
 
-def _entry_size(*, strategy: Strategy, instrument: Instrument, side: str, price: float) -> Decimal:
+def _entry_size(
+    *,
+    strategy: Strategy,
+    instrument: Instrument,
+    side: str,
+    price: float,
+    valuation: AccountValuation | None = None,
+    rules: list[Rule] | None = None,
+    market=market_snapshot,
+) -> Decimal:
     """The strategy's sizing method for a new position, capped by buying power and the
-    max-position rules, on the lot grid."""
+    max-position rules, on the lot grid. A batch passes the account's valuation and rules
+    (kept in memory) and a memo of ``market_snapshot``."""
     account = strategy.account
-    valuation = account_valuation(account=account)
-    rules = rules_for_account(account=account)
+    if valuation is None:
+        valuation = account_valuation(account=account)
+    if rules is None:
+        rules = rules_for_account(account=account)
     equity = float(valuation.equity)
     stop_price = None
     atr = None
@@ -217,7 +241,7 @@ def _entry_size(*, strategy: Strategy, instrument: Instrument, side: str, price:
         r.params.get("mode") == "atr" for r in stop_rules
     )
     if needs_atr:
-        info = market_snapshot(symbols=[instrument.symbol], now=timezone.now(), with_atr=True)
+        info = market(symbols=[instrument.symbol], now=timezone.now(), with_atr=True)
         atr = info.instruments[instrument.symbol].atr
     if strategy.sizing_method == "pct_risk" and stop_rules:
         stop_price = _rule_stop(stop_rules[0].params, side=side, price=price, atr=atr)
@@ -362,6 +386,28 @@ def signal_execute(*, signal_id: int) -> Signal:
     return _signal_done(signal, Signal.Status.ORDERED, order=order)
 
 
+def _signal_done_fields(
+    signal: Signal,
+    status: str,
+    *,
+    order: Order | None = None,
+    code: str = "",
+    reason: str = "",
+    decision: dict | None = None,
+) -> dict:
+    """Set the signal's outcome on the instance; returns the fields and values."""
+    outcome = {
+        "status": status,
+        "reject_code": code[:48],
+        "reject_reason": reason,
+        "decision": decision if decision is not None else (order.risk_decision if order else None),
+        "processed_at": timezone.now(),
+    }
+    for field, value in outcome.items():
+        setattr(signal, field, value)
+    return outcome
+
+
 def _signal_done(
     signal: Signal,
     status: str,
@@ -371,13 +417,9 @@ def _signal_done(
     reason: str = "",
     decision: dict | None = None,
 ) -> Signal:
-    outcome = {
-        "status": status,
-        "reject_code": code[:48],
-        "reject_reason": reason,
-        "decision": decision if decision is not None else (order.risk_decision if order else None),
-        "processed_at": timezone.now(),
-    }
+    outcome = _signal_done_fields(
+        signal, status, order=order, code=code, reason=reason, decision=decision
+    )
     # One conditional UPDATE (the database serialises two workers on the row): a signal that
     # is no longer new keeps its outcome, unless an order was placed for it, which always wins.
     rows = Signal.objects.filter(pk=signal.pk)
@@ -389,8 +431,6 @@ def _signal_done(
             return Signal.objects.get(pk=signal.pk)
         if link_order:
             Order.objects.filter(pk=order.pk, signal__isnull=True).update(signal=signal.pk)
-    for field, value in outcome.items():
-        setattr(signal, field, value)
     return signal
 
 

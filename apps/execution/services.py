@@ -50,11 +50,11 @@ from apps.execution.models import (
     OrderEvent,
     OrderSource,
     OrderStatus,
-    Position,
     Signal,
     Tag,
     Trade,
 )
+from apps.execution.store import DIRECT, Store
 from apps.marketdata.models import Bar, Instrument
 from apps.risk.services import (
     RiskRejected,
@@ -130,11 +130,13 @@ def order_transition(
     data: dict | None = None,
     also_save: tuple[str, ...] = (),
     filled_at: datetime | None = None,
+    store: Store = DIRECT,
 ) -> Order:
     """Move an order to ``to_status`` (the only place statuses change) and record the event.
 
     ``also_save`` names other fields the caller changed, written in the same UPDATE;
-    ``filled_at`` is the broker's execution time of the last fill (default: now)."""
+    ``filled_at`` is the broker's execution time of the last fill (default: now); ``store``
+    is where the writes go (``apps.execution.store``)."""
     states.check_transition(order.status, to_status)
     at = at or timezone.now()
     previous = order.status
@@ -163,14 +165,14 @@ def order_transition(
     )
     pending = getattr(order, "_pending_writes", None)
     if pending is None:
-        sql.update(order, fields)
-        sql.insert(event)
+        store.update(order, fields)
+        store.insert(event)
     else:  # inside _order_writes_batched: written once, when the block ends
         pending.fields.update(dict.fromkeys(fields))
         pending.events.append(event)
     _broadcast_order(order)
     if to_status in ORDER_NOTIFICATIONS:
-        _notify_order(order, to_status, message)
+        _notify_order(order, to_status, message, store)
     return order
 
 
@@ -181,7 +183,7 @@ class _PendingWrites:
 
 
 @contextmanager
-def _order_writes_batched(order: Order) -> Iterator[None]:
+def _order_writes_batched(order: Order, store: Store = DIRECT) -> Iterator[None]:
     """Within one transaction, the order's transitions write it once, at the end of the
     block: one UPDATE with every changed field and one INSERT of all their events (a paper
     fill moves an order submitted -> accepted -> filled in one go). Nothing in the block may
@@ -192,8 +194,8 @@ def _order_writes_batched(order: Order) -> Iterator[None]:
     finally:
         del order._pending_writes
     if pending.fields:
-        sql.update(order, list(pending.fields))
-    sql.insert_many(pending.events)
+        store.update(order, list(pending.fields))
+    store.insert_many(pending.events)
 
 
 # Status -> notification type (the notification service knows their severities).
@@ -206,7 +208,7 @@ ORDER_NOTIFICATIONS = {
 }
 
 
-def _notify_order(order: Order, to_status: str, message: str) -> None:
+def _notify_order(order: Order, to_status: str, message: str, store: Store = DIRECT) -> None:
     symbol = order.instrument.symbol
     quantity = order.quantity.normalize()
     if to_status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED):
@@ -217,7 +219,7 @@ def _notify_order(order: Order, to_status: str, message: str) -> None:
         )
     else:
         title = f"{order.side.capitalize()} {quantity} {symbol} {to_status.replace('_', ' ')}"
-    _notify(
+    store.notify(
         user_id=order.account.owner_id,
         type=ORDER_NOTIFICATIONS[to_status],
         title=title,
@@ -312,34 +314,18 @@ def _order_create(
         if not decision.approved:
             raise RiskRejected(decision, symbol=instrument.symbol)
         quantity = decision_quantity(decision, instrument.lot_size)
-        order = Order(
+        order = _order_build(
             account=locked,
             instrument=instrument,
-            strategy=strategy,
-            client_order_id=client_order_id,
-            side=intent.side,
-            order_type=intent.order_type,
-            time_in_force=intent.time_in_force,
-            quantity=quantity,
-            limit_price=intent.limit_price,
-            stop_price=intent.stop_price,
+            intent=intent,
             source=source,
-            risk_decision=decision.as_dict(),
-            reduce_only=intent.reduce_only or bool(protective_kind),
-            stop_loss_price=_price_or_none(decision.stop_loss_price),
-            take_profit_price=_price_or_none(decision.take_profit_price),
+            strategy=strategy,
             protective_kind=protective_kind,
             signal=signal,
-            # Created and handed to the broker in one step: stored as submitted with
-            # both events (new, submitted) below, one INSERT each instead of four
-            # statements; the move is the state machine's new -> submitted.
-            status=OrderStatus.SUBMITTED,
-            submitted_at=now,
-            expires_at=(
-                day_order_expiry(instrument=instrument, now=now)
-                if intent.time_in_force == "day"
-                else None
-            ),
+            decision=decision,
+            quantity=quantity,
+            client_order_id=client_order_id,
+            now=now,
         )
         # A concurrent request with the same client order id (or the signal's order placed
         # meanwhile) loses here: the unique constraints refuse the row without an error.
@@ -349,39 +335,90 @@ def _order_create(
                 code="duplicate_client_order_id",
                 fields={"client_order_id": "Already used on this account."},
             )
-        message = "order created"
-        if quantity != intent.quantity:
-            message = f"order created; quantity reduced from {intent.quantity} by risk checks"
-        states.check_transition(OrderStatus.NEW, OrderStatus.SUBMITTED)
-        sql.insert_many(
-            [
-                OrderEvent(
-                    order=order,
-                    at=now,
-                    from_status="",
-                    to_status=OrderStatus.NEW,
-                    source=source,
-                    message=message,
-                    data={"risk": decision.outcome.value},
-                ),
-                OrderEvent(
-                    order=order,
-                    at=now,
-                    from_status=OrderStatus.NEW,
-                    to_status=OrderStatus.SUBMITTED,
-                    source=source,
-                ),
-            ]
-        )
+        sql.insert_many(_creation_events(order, intent=intent, source=source, now=now))
         if signal is not None:
             # The signal is ordered once its order exists: recorded in the same transaction
             # (whatever the broker answers, the order is the signal's outcome).
-            sql.update(
-                _signal_ordered(signal, order, now),
-                ["status", "reject_code", "reject_reason", "decision", "processed_at"],
-            )
+            sql.update(_signal_ordered(signal, order, now), SIGNAL_OUTCOME_FIELDS)
         _broadcast_order(order)
     return order
+
+
+def _order_build(
+    *,
+    account: TradingAccount,
+    instrument: Instrument,
+    intent: OrderIntent,
+    source: str,
+    strategy,
+    protective_kind: str,
+    signal,
+    decision,
+    quantity: Decimal,
+    client_order_id: str,
+    now: datetime,
+) -> Order:
+    """The order row for an approved intent (not yet written)."""
+    return Order(
+        account=account,
+        instrument=instrument,
+        strategy=strategy,
+        client_order_id=client_order_id,
+        side=intent.side,
+        order_type=intent.order_type,
+        time_in_force=intent.time_in_force,
+        quantity=quantity,
+        limit_price=intent.limit_price,
+        stop_price=intent.stop_price,
+        source=source,
+        risk_decision=decision.as_dict(),
+        reduce_only=intent.reduce_only or bool(protective_kind),
+        stop_loss_price=_price_or_none(decision.stop_loss_price),
+        take_profit_price=_price_or_none(decision.take_profit_price),
+        protective_kind=protective_kind,
+        signal=signal,
+        # Created and handed to the broker in one step: stored as submitted with both
+        # events (new, submitted), one INSERT each instead of four statements; the move is
+        # the state machine's new -> submitted.
+        status=OrderStatus.SUBMITTED,
+        submitted_at=now,
+        expires_at=(
+            day_order_expiry(instrument=instrument, now=now)
+            if intent.time_in_force == "day"
+            else None
+        ),
+    )
+
+
+def _creation_events(
+    order: Order, *, intent: OrderIntent, source: str, now: datetime
+) -> list[OrderEvent]:
+    """The events of a new order stored as submitted: new, then submitted."""
+    message = "order created"
+    if order.quantity != intent.quantity:
+        message = f"order created; quantity reduced from {intent.quantity} by risk checks"
+    states.check_transition(OrderStatus.NEW, OrderStatus.SUBMITTED)
+    return [
+        OrderEvent(
+            order=order,
+            at=now,
+            from_status="",
+            to_status=OrderStatus.NEW,
+            source=source,
+            message=message,
+            data={"risk": order.risk_decision["outcome"]},
+        ),
+        OrderEvent(
+            order=order,
+            at=now,
+            from_status=OrderStatus.NEW,
+            to_status=OrderStatus.SUBMITTED,
+            source=source,
+        ),
+    ]
+
+
+SIGNAL_OUTCOME_FIELDS = ("status", "reject_code", "reject_reason", "decision", "processed_at")
 
 
 def _signal_ordered(signal: Signal, order: Order, now: datetime) -> Signal:
@@ -454,7 +491,7 @@ def order_apply_ack(*, order_id: int, ack: SubmitAck) -> Order:
     return order
 
 
-def _ack_apply_locked(order: Order, ack: SubmitAck) -> None:
+def _ack_apply_locked(order: Order, ack: SubmitAck, store: Store = DIRECT) -> None:
     if not ack.accepted:
         if order.status == OrderStatus.SUBMITTED:
             order_transition(
@@ -462,6 +499,7 @@ def _ack_apply_locked(order: Order, ack: SubmitAck) -> None:
                 to_status=OrderStatus.REJECTED,
                 source=OrderSource.SYSTEM,
                 message=ack.reason or "rejected by the broker",
+                store=store,
             )
         return
     fields = []
@@ -477,14 +515,15 @@ def _ack_apply_locked(order: Order, ack: SubmitAck) -> None:
             to_status=OrderStatus.ACCEPTED,
             source=OrderSource.SYSTEM,
             also_save=tuple(fields),
+            store=store,
         )
     elif fields:
-        order.save(update_fields=[*fields, "updated_at"])
+        store.update(order, [*fields, "updated_at"])
     # Fills booked before the answer came (from the broker's stream) are the same
     # executions reported sooner: the answer's own fills would count them twice.
     if order.filled_quantity == 0 and order.is_open:
         for fill in ack.fills:
-            _fill_apply_locked(order, fill)
+            _fill_apply_locked(order, fill, store)
 
 
 def _lock_order(order_id: int) -> Order:
@@ -684,17 +723,10 @@ def fill_apply(*, order_id: int, fill: BrokerFill) -> tuple[Fill, bool]:
         return _fill_apply_locked(order, fill)
 
 
-def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
+def _fill_apply_locked(order: Order, fill: BrokerFill, store: Store = DIRECT) -> tuple[Fill, bool]:
     """``fill_apply`` for a caller that already holds the account and order locks."""
     account = order.account
-    existing = sql.first(
-        Fill,
-        "t.account_id = %s AND t.broker_fill_id = %s",
-        [account.pk, fill.broker_fill_id],
-        fallback=lambda: Fill.objects.filter(
-            account=account, broker_fill_id=fill.broker_fill_id
-        ).first(),
-    )
+    existing = store.fill_for(account, fill.broker_fill_id)
     if existing is not None:
         return existing, False
     if fill.quantity <= 0 or fill.price <= 0:
@@ -722,7 +754,7 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
         commission=fill.commission,
         filled_at=fill.filled_at,
     )
-    sql.insert(record)
+    store.insert(record)
 
     filled_before = order.filled_quantity
     filled_now = filled_before + fill.quantity
@@ -733,8 +765,8 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
     fill_fields = ("filled_quantity", "average_fill_price", "commission")
     done = filled_now == order.quantity
     if late:
-        order.save(update_fields=[*fill_fields, "updated_at"])
-        OrderEvent.objects.create(
+        store.update(order, [*fill_fields, "updated_at"])
+        event = OrderEvent(
             order=order,
             at=timezone.now(),
             from_status=order.status,
@@ -744,6 +776,7 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
             f"{fill.quantity} @ {fill.price.normalize()}",
             data={"fill": fill.broker_fill_id, "filled_at": fill.filled_at.isoformat()},
         )
+        store.insert(event)
         _broadcast_order(order)
     else:
         # One UPDATE: the fill's figures with the status; a filled order keeps the broker's
@@ -756,24 +789,17 @@ def _fill_apply_locked(order: Order, fill: BrokerFill) -> tuple[Fill, bool]:
             data={"fill": fill.broker_fill_id, "filled_at": fill.filled_at.isoformat()},
             also_save=fill_fields,
             filled_at=fill.filled_at,
+            store=store,
         )
 
-    _position_apply(account=account, order=order, fill=record)
+    _position_apply(account=account, order=order, fill=record, store=store)
     return record, True
 
 
-def _position_apply(*, account: TradingAccount, order: Order, fill: Fill) -> None:
-    position = sql.first(
-        Position,
-        "t.account_id = %s AND t.instrument_id = %s",
-        [account.pk, order.instrument_id],
-        for_update=True,
-        fallback=lambda: None,
-    )
-    if position is None:  # the first fill on the instrument (the account lock is held)
-        position, _ = Position.objects.select_for_update().get_or_create(
-            account=account, instrument=order.instrument
-        )
+def _position_apply(
+    *, account: TradingAccount, order: Order, fill: Fill, store: Store = DIRECT
+) -> None:
+    position = store.position_for_update(account, order.instrument)
     before = PositionState(position.quantity, position.average_price)
     effect = apply_fill(
         before, side=fill.side, quantity=fill.quantity, price=fill.price, commission=fill.commission
@@ -793,12 +819,14 @@ def _position_apply(*, account: TradingAccount, order: Order, fill: Fill) -> Non
     if effect.position.quantity == 0:
         position.opened_at = None
         position.stop_loss_price = position.take_profit_price = None
-    sql.update(position)
+    store.update(position)
 
     account.cash += effect.cash_delta
-    sql.update(account, ["cash"])  # the locked row: its cash is the current one
+    store.update(account, ["cash"])  # the locked row: its cash is the current one
 
-    _journal_apply(account=account, order=order, fill=fill, before=before, effect=effect)
+    _journal_apply(
+        account=account, order=order, fill=fill, before=before, effect=effect, store=store
+    )
     broadcast_on_commit(
         account.owner_id,
         "position.updated",
@@ -827,7 +855,7 @@ def _round_trip(trade: Trade) -> RoundTrip:
     )
 
 
-def _save_round_trip(trade: Trade, trip: RoundTrip) -> None:
+def _save_round_trip(trade: Trade, trip: RoundTrip, store: Store = DIRECT) -> None:
     trade.entry_quantity = trip.entry_quantity
     trade.entry_price = trip.entry_price
     trade.exit_quantity = trip.exit_quantity
@@ -839,24 +867,16 @@ def _save_round_trip(trade: Trade, trip: RoundTrip) -> None:
     trade.return_pct = trip.return_pct
     trade.status = Trade.Status.CLOSED if trip.is_closed else Trade.Status.OPEN
     if trade.pk is None:
-        sql.insert(trade)
+        store.insert(trade)
     else:
-        sql.update(trade)
+        store.update(trade)
 
 
-def _journal_apply(*, account, order: Order, fill: Fill, before: PositionState, effect) -> None:
+def _journal_apply(
+    *, account, order: Order, fill: Fill, before: PositionState, effect, store: Store = DIRECT
+) -> None:
     """Keep the round-trip journal in step with the position (one open trip per instrument)."""
-    trade = sql.first(
-        Trade,
-        "t.account_id = %s AND t.instrument_id = %s AND t.status = %s",
-        [account.pk, order.instrument_id, Trade.Status.OPEN],
-        for_update=True,
-        fallback=lambda: (
-            Trade.objects.select_for_update()
-            .filter(account=account, instrument=order.instrument, status=Trade.Status.OPEN)
-            .first()
-        ),
-    )
+    trade = store.open_trade(account, order.instrument)
     closing_fee, opening_fee = (
         split_commission(fill.commission, effect.closed_quantity, fill.quantity)
         if effect.closed_quantity
@@ -876,9 +896,9 @@ def _journal_apply(*, account, order: Order, fill: Fill, before: PositionState, 
         if trip.is_closed:
             trade.exit_reason = _reason_for(order)
             _close_figures(trade, trip)
-        _save_round_trip(trade, trip)
+        _save_round_trip(trade, trip, store)
         if trip.is_closed:
-            _notify_trade_closed(account=account, trade=trade)
+            _notify_trade_closed(account=account, trade=trade, store=store)
             broadcast_on_commit(
                 account.owner_id,
                 "trade.closed",
@@ -908,8 +928,8 @@ def _journal_apply(*, account, order: Order, fill: Fill, before: PositionState, 
                 best_price=fill.price,
                 worst_price=fill.price,
             )
-            _save_round_trip(trade, trip)
-            _notify(
+            _save_round_trip(trade, trip, store)
+            store.notify(
                 user_id=account.owner_id,
                 type="position_opened",
                 title=f"Opened {trip.direction} {order.instrument.symbol}",
@@ -924,6 +944,7 @@ def _journal_apply(*, account, order: Order, fill: Fill, before: PositionState, 
                 _round_trip(trade).add(
                     quantity=effect.opened_quantity, price=fill.price, fees=opening_fee
                 ),
+                store,
             )
 
 
@@ -976,11 +997,11 @@ def trades_track_excursions(*, instrument_id: int, high: float, low: float) -> i
     return updated
 
 
-def _notify_trade_closed(*, account, trade: Trade) -> None:
+def _notify_trade_closed(*, account, trade: Trade, store: Store = DIRECT) -> None:
     pnl = trade.net_pnl
     exit_price = trade.exit_price.normalize() if trade.exit_price else "-"
     r_text = trade.r_multiple if trade.r_multiple is not None else "n/a"
-    _notify(
+    store.notify(
         user_id=account.owner_id,
         type="position_closed",
         title=f"Closed {trade.direction} {trade.instrument.symbol}: {'+' if pnl >= 0 else ''}{pnl}",
@@ -1001,6 +1022,12 @@ def _notify(*, user_id: int, **kwargs) -> None:
     from apps.notifications.services import notify
 
     notify(user=User(pk=user_id), **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _notify_many(notices: list[dict]) -> None:
+    """``_notify`` for each of ``notices`` (its keyword arguments), together."""
+    for kwargs in notices:
+        _notify(**kwargs)
 
 
 # --- paper matching on new bars -----------------------------------------------------------

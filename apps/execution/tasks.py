@@ -21,8 +21,13 @@ def process_closed_bar(instrument_id: int, timeframe: str, bar_ts: str, base: bo
 
 
 @shared_task
-def execute_signal(signal_id: int) -> str:
-    return pipeline.signal_execute(signal_id=signal_id).status
+def execute_signal(signal_id: int) -> int:
+    """Execute the signal, and with it the other new signals of its account (oldest first,
+    one transaction per batch: ``apps.execution.batch``). A signal a batch took already
+    is no longer new: its own task then costs one query. Returns how many were executed."""
+    from apps.execution.batch import pending_signals, signals_execute_batch
+
+    return len(signals_execute_batch(signal_ids=pending_signals(signal_id=signal_id)))
 
 
 @shared_task

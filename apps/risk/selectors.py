@@ -80,14 +80,43 @@ def portfolio_snapshot(
 ) -> PortfolioSnapshot:
     """What the engine measures an order against. ``with_stop_outs`` reads recent stop-outs,
     which only the cool-down rule needs (the pre-trade check leaves it out without one)."""
-    # One query, plain values (no model instances: this runs before every order): valued the
-    # way account_valuation values them, at the last price (the average price without one).
-    holdings = []
+    # One query for the holdings, plain values (no model instances: this runs before every
+    # order), and one for the orders the engine needs: the open remainders (pending), how
+    # many were submitted in the last minute (rate limit; counted by the database, never
+    # loaded: a busy strategy submits thousands a minute), and the recent stop-outs
+    # (cool-down; only asked for when a cool-down rule exists).
+    recent, rows = _order_rows(
+        account.pk,
+        recent_since=now - RATE_WINDOW,
+        stop_outs_since=now - STOP_OUT_WINDOW if with_stop_outs else None,
+    )
+    return portfolio_from(
+        account=account,
+        holdings=_holding_rows(account.pk),
+        recent_submissions=recent,
+        orders=rows,
+        with_stop_outs=with_stop_outs,
+    )
+
+
+def portfolio_from(
+    *,
+    account: TradingAccount,
+    holdings: Iterable[tuple],
+    recent_submissions: int,
+    orders: Iterable[tuple],
+    with_stop_outs: bool,
+) -> PortfolioSnapshot:
+    """The snapshot from rows as ``_holding_rows`` and ``_order_rows`` give them (a batch of
+    signals keeps them in memory and builds one per order)."""
+    # Valued the way account_valuation values them, at the last price (the average price
+    # without one).
+    positions = []
     equity = float(account.cash)
-    for symbol, sector, quantity, average, last, stop, target in _holding_rows(account.pk):
+    for symbol, sector, quantity, average, last, stop, target in holdings:
         price = last if last is not None else average
         equity += quantity * price
-        holdings.append(
+        positions.append(
             Holding(
                 symbol=symbol,
                 quantity=quantity,
@@ -98,19 +127,9 @@ def portfolio_snapshot(
                 take_profit_price=target,
             )
         )
-    # One query for the three things the engine needs from the orders: the open remainders
-    # (pending), the submissions of the last minute (rate limit), and the recent stop-outs
-    # (cool-down; only asked for when a cool-down rule exists).
-    recent_since = now - RATE_WINDOW
-    stop_outs_since = now - STOP_OUT_WINDOW if with_stop_outs else None
     pending: list[PendingOrder] = []
-    recent = 0
     stop_outs: dict[str, datetime] = {}
-    rows = _order_rows(account.pk, recent_since=recent_since, stop_outs_since=stop_outs_since)
-    for (
-        symbol, side, quantity, filled, limit, stop, last, status, created_at, source,
-        protective_kind, filled_at,
-    ) in rows:  # fmt: skip
+    for symbol, side, quantity, filled, limit, stop, last, status, filled_at in orders:
         if status in OPEN_STATUSES and quantity != filled:
             pending.append(
                 PendingOrder(
@@ -120,16 +139,7 @@ def portfolio_snapshot(
                     price=float(limit or stop or last or 0),
                 )
             )
-        if created_at >= recent_since:
-            recent += 1
-        if (
-            with_stop_outs
-            and source == OrderSource.RISK
-            and protective_kind == "stop_loss"
-            and status == "filled"
-            and filled_at is not None
-            and filled_at >= now - STOP_OUT_WINDOW
-        ):
+        elif with_stop_outs and status == "filled" and filled_at is not None:
             stop_outs[symbol] = filled_at  # ordered by fill time: the latest wins
     return PortfolioSnapshot(
         equity=equity,
@@ -137,9 +147,9 @@ def portfolio_snapshot(
         start_of_day_equity=_float(account.start_of_day_equity),
         high_water_mark=_float(account.high_water_mark),
         state=TradingState(account.status),
-        holdings=tuple(holdings),
+        holdings=tuple(positions),
         pending=tuple(pending),
-        recent_submissions=recent,
+        recent_submissions=recent_submissions,
         last_stop_out=stop_outs,
     )
 
@@ -160,7 +170,7 @@ _HOLDING_COLUMNS = (
 )
 _ORDER_COLUMNS = (
     "instrument__symbol", "side", "quantity", "filled_quantity", "limit_price", "stop_price",
-    "instrument__last_price", "status", "created_at", "source", "protective_kind", "filled_at",
+    "instrument__last_price", "status", "filled_at",
 )  # fmt: skip
 
 
@@ -186,13 +196,14 @@ def _holding_rows(account_id: int) -> list[tuple]:
 
 def _order_rows(
     account_id: int, *, recent_since: datetime, stop_outs_since: datetime | None
-) -> list[tuple]:
-    """In one query, the orders the engine needs: open remainders (pending), submissions
-    since ``recent_since`` (rate limit) and stop-loss exits since ``stop_outs_since``
-    (cool-down; None leaves them out), by fill time."""
+) -> tuple[int, list[tuple]]:
+    """How many orders were submitted since ``recent_since`` (rate limit), and in the same
+    statement the orders the engine looks at one by one: open remainders (pending) and
+    stop-loss exits since ``stop_outs_since`` (cool-down; None leaves them out), by fill
+    time, as ``_ORDER_COLUMNS``."""
     if not sql.is_postgresql():
+        recent = Order.objects.filter(account_id=account_id, created_at__gte=recent_since).count()
         wanted = Q(status__in=OPEN_STATUSES) & ~Q(quantity=F("filled_quantity"))
-        wanted |= Q(created_at__gte=recent_since)
         if stop_outs_since is not None:
             wanted |= Q(
                 source=OrderSource.RISK,
@@ -200,27 +211,32 @@ def _order_rows(
                 status="filled",
                 filled_at__gte=stop_outs_since,
             )
-        return list(
+        rows = (
             Order.objects.filter(account_id=account_id)
             .filter(wanted)
             .order_by("filled_at", "id")
             .values_list(*_ORDER_COLUMNS)
         )
-    open_statuses = list(OPEN_STATUSES)
-    conditions = "(o.status = ANY(%s) AND o.quantity <> o.filled_quantity) OR o.created_at >= %s"
-    params: list = [account_id, open_statuses, recent_since]
+        return recent, list(rows)
+    conditions = "(o.status = ANY(%s) AND o.quantity <> o.filled_quantity)"
+    params: list = [account_id, recent_since, account_id, list(OPEN_STATUSES)]
     if stop_outs_since is not None:
         conditions += (
             " OR (o.source = %s AND o.protective_kind = %s AND o.status = %s AND o.filled_at >= %s)"
         )
         params += [OrderSource.RISK, "stop_loss", "filled", stop_outs_since]
-    return sql.fetchall(
+    # The count rides on every row (and on one row of NULLs when no order qualifies).
+    rows = sql.fetchall(
+        f"SELECT r.n, w.* FROM (SELECT count(*) AS n FROM {sql.table(Order)} "
+        "WHERE account_id = %s AND created_at >= %s) r LEFT JOIN ("
         "SELECT i.symbol, o.side, o.quantity, o.filled_quantity, o.limit_price, o.stop_price, "
-        "i.last_price, o.status, o.created_at, o.source, o.protective_kind, o.filled_at "
+        "i.last_price, o.status, o.filled_at, o.id "
         f"FROM {sql.table(Order)} o JOIN {sql.table(Instrument)} i ON i.id = o.instrument_id "
-        f"WHERE o.account_id = %s AND ({conditions}) ORDER BY o.filled_at, o.id",
+        f"WHERE o.account_id = %s AND ({conditions})) w ON true ORDER BY w.filled_at, w.id",
         params,
     )
+    recent = rows[0][0]
+    return recent, [row[1:-1] for row in rows if row[1] is not None]
 
 
 def AsFloat(field: str) -> Cast:

@@ -47,6 +47,7 @@ from apps.risk.domain.types import (
     CheckResult,
     Decision,
     OrderProposal,
+    PortfolioSnapshot,
     RuleType,
     Severity,
     TradingState,
@@ -379,18 +380,44 @@ def pre_trade_check(
     """
     now = now or timezone.now()
     rules = rules_for_account(account=account)
-    portfolio = portfolio_snapshot(
+    portfolio = portfolio_snapshot(account=account, now=now, with_stop_outs=needs_stop_outs(rules))
+    return pre_trade_decide(
         account=account,
+        instrument=instrument,
+        intent=intent,
+        rules=rules,
+        portfolio=portfolio,
+        strategy_id=strategy_id,
+        protective=protective,
         now=now,
-        with_stop_outs=any(rule.type is RuleType.COOLDOWN for rule in rules),
     )
+
+
+def needs_stop_outs(rules) -> bool:
+    return any(rule.type is RuleType.COOLDOWN for rule in rules)
+
+
+def pre_trade_decide(
+    *,
+    account: TradingAccount,
+    instrument: Instrument,
+    intent: OrderIntent,
+    rules,
+    portfolio: PortfolioSnapshot,
+    strategy_id: int | None = None,
+    protective: bool = False,
+    now: datetime,
+    market=market_snapshot,
+) -> Decision:
+    """``pre_trade_check`` on rules and a portfolio already read (a batch of signals keeps
+    them in memory); ``market`` is ``market_snapshot`` or a memo of it."""
     if protective and portfolio.state == TradingState.HALTED:
         from dataclasses import replace
 
         portfolio = replace(portfolio, state=TradingState.REDUCING)
     symbols = {instrument.symbol, *(h.symbol for h in portfolio.holdings)}
     with_returns, with_atr = needs_market_history(rules)
-    market = market_snapshot(
+    snapshot = market(
         symbols=symbols,
         now=now,
         with_returns=with_returns,
@@ -403,7 +430,7 @@ def pre_trade_check(
         strategy_id=strategy_id,
         reduce_only=intent.reduce_only or protective,
     )
-    decision = evaluate_order(proposal, portfolio, market, rules, now=now, limits=engine_limits())
+    decision = evaluate_order(proposal, portfolio, snapshot, rules, now=now, limits=engine_limits())
     return _with_state_reason(decision, account)
 
 

@@ -75,11 +75,17 @@ class PaperBroker:
         self.account = account
 
     def submit_order(self, order: Order) -> SubmitAck:
+        if order.instrument.last_price is None:
+            return self.submit_at_bar(order, None)
+        return self.submit_at_bar(order, latest_bar_any(instrument=order.instrument))
+
+    def submit_at_bar(self, order: Order, bar: Bar | None) -> SubmitAck:
+        """``submit_order`` with the instrument's latest bar (its volume caps the fill) read
+        already: a batch of signals reads it once per instrument."""
         instrument = order.instrument
         last_price = instrument.last_price
         if last_price is None:
             return SubmitAck(False, reason=f"No market price for {instrument.symbol} yet.")
-        bar = latest_bar_any(instrument=instrument)
         volume = to_decimal(bar.volume) if bar is not None else Decimal("0")
         match = match_at_price(
             working_order(order),
