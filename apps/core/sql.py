@@ -197,51 +197,67 @@ def allocate_pks(model: type[Model], count: int) -> list[int]:
     return [pk for (pk,) in rows]
 
 
-@functools.lru_cache(maxsize=256)
-def _insert_with_pks_statement(model: type[Model], rows: int) -> str:
-    fields = model._meta.concrete_fields
-    row = f"({', '.join(['%s'] * len(fields))})"
-    return (
+# The statements below take one array per column (``unnest``), bound by the server: their
+# text stays short and the same for any number of rows (a VALUES list of a hundred rows is
+# a statement of thousands of placeholders that the client splits and the server parses).
+
+
+def _array_types(fields) -> str:
+    return ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+
+
+@functools.cache
+def _insert_unnest_statement(model: type[Model], with_pks: bool) -> tuple[tuple, str]:
+    fields = tuple(model._meta.concrete_fields) if with_pks else _writable(model)
+    returning = "" if with_pks else f" RETURNING {quote(model._meta.pk.column)}"
+    return fields, (
         f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * rows)}"
+        f"SELECT * FROM unnest({_array_types(fields)}){returning}"
     )
 
 
-def insert_many_with_pks(objs: Sequence[Model]) -> None:
-    """INSERT instances of one model whose primary keys were set beforehand (``allocate_pks``
-    or the caller's own), in one statement per 500 rows."""
-    if not objs:
-        return
-    model = type(objs[0])
-    fields = model._meta.concrete_fields
-    for start in range(0, len(objs), 500):
-        chunk = objs[start : start + 500]
-        values = [
-            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in chunk for f in fields
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(_insert_with_pks_statement(model, len(chunk)), values)
-        for obj in chunk:
-            obj._state.adding = False
-            obj._state.db = connection.alias
-
-
-@functools.lru_cache(maxsize=256)
-def _update_many_statement(
-    model: type[Model], names: tuple[str, ...] | None, rows: int
+@functools.cache
+def _update_unnest_statement(
+    model: type[Model], names: tuple[str, ...] | None
 ) -> tuple[tuple, str]:
     chosen = _writable(model) if names is None else tuple(model._meta.get_field(n) for n in names)
     pk = model._meta.pk
-    # Typed VALUES: each column cast to its own type, so text, numbers, times and JSON
-    # arrive as what the column holds.
-    typed = [pk, *chosen]
-    row = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in typed) + ")"
-    names_sql = ", ".join(quote(f.column) for f in typed)
+    columns_sql = ", ".join(quote(f.column) for f in (pk, *chosen))
     assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in chosen)
     return chosen, (
-        f"UPDATE {table(model)} t SET {assignments} FROM (VALUES {', '.join([row] * rows)}) "
-        f"AS v({names_sql}) WHERE t.{quote(pk.column)} = v.{quote(pk.column)}"
+        f"UPDATE {table(model)} t SET {assignments} "
+        f"FROM unnest({_array_types((pk, *chosen))}) AS v({columns_sql}) "
+        f"WHERE t.{quote(pk.column)} = v.{quote(pk.column)}"
     )
+
+
+def _bound_cursor():
+    """A cursor that sends the parameters apart from the statement (server-side binding),
+    wrapped like every Django cursor (so query logging and counting see it)."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+def insert_rows(objs: Sequence[Model], *, with_pks: bool) -> None:
+    """INSERT instances of one model in one statement: with their primary keys set
+    beforehand (``with_pks``: ``allocate_pks`` or the caller's own), or given theirs."""
+    if not objs:
+        return
+    model = type(objs[0])
+    fields, statement = _insert_unnest_statement(model, with_pks)
+    columns_values = [
+        [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields
+    ]
+    with _bound_cursor() as cursor:
+        cursor.execute(statement, columns_values)
+        pks = None if with_pks else [pk for (pk,) in cursor.fetchall()]
+    for index, obj in enumerate(objs):
+        if pks is not None:
+            obj.pk = pks[index]
+        obj._state.adding = False
+        obj._state.db = connection.alias
 
 
 def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> None:
@@ -250,21 +266,16 @@ def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> N
     if not objs:
         return
     model = type(objs[0])
-    names = None if fields is None else tuple(fields)
-    for start in range(0, len(objs), 500):
-        chunk = objs[start : start + 500]
-        chosen, statement = _update_many_statement(model, names, len(chunk))
-        values = []
-        for obj in chunk:
-            values.append(obj.pk)
-            values.extend(f.get_db_prep_save(f.pre_save(obj, False), connection) for f in chosen)
-        with connection.cursor() as cursor:
-            cursor.execute(statement, values)
-            if cursor.rowcount != len(chunk):
-                raise DatabaseError(
-                    f"{model.__name__}: {cursor.rowcount} of {len(chunk)} rows updated "
-                    "(rows gone?)."
-                )
+    chosen, statement = _update_unnest_statement(model, None if fields is None else tuple(fields))
+    columns_values = [[obj.pk for obj in objs]] + [
+        [f.get_db_prep_save(f.pre_save(obj, False), connection) for obj in objs] for f in chosen
+    ]
+    with _bound_cursor() as cursor:
+        cursor.execute(statement, columns_values)
+        if cursor.rowcount != len(objs):
+            raise DatabaseError(
+                f"{model.__name__}: {cursor.rowcount} of {len(objs)} rows updated (rows gone?)."
+            )
 
 
 class WriteBehind:
@@ -315,10 +326,8 @@ class WriteBehind:
         inserts, self._inserts, self._waiting = self._inserts, {}, set()
         updates, self._updates = self._updates, {}
         for objs in inserts.values():
-            with_pks = [o for o in objs if o.pk is not None]
-            if with_pks:
-                insert_many_with_pks(with_pks)
-            insert_many([o for o in objs if o.pk is None])
+            insert_rows([o for o in objs if o.pk is not None], with_pks=True)
+            insert_rows([o for o in objs if o.pk is None], with_pks=False)
         groups: dict[tuple, list[Model]] = {}
         for obj, fields in updates.values():
             key = (type(obj), None if fields is None else tuple(fields))

@@ -111,31 +111,23 @@ def signals_execute_batch(*, signal_ids: Sequence[int]) -> list[int]:
 
 
 def pending_signals(*, signal_id: int, limit: int = BATCH_SIZE) -> list[int]:
-    """The new signals of ``signal_id``'s account, oldest first, if ``signal_id`` is new
-    itself (else none): what a worker takes together with it."""
+    """The new signals of ``signal_id``'s account, oldest first (``signal_id`` among them if
+    it is still new): what a worker takes together. A signal that an earlier batch took
+    still brings along what its account has queued since."""
     if not sql.is_postgresql():
-        account_id = (
-            Signal.objects.filter(pk=signal_id, status=Signal.Status.NEW)
-            .values_list("account_id", flat=True)
-            .first()
-        )
-        if account_id is None:
-            return []
+        account_id = Signal.objects.filter(pk=signal_id).values_list("account_id", flat=True)
         return list(
-            Signal.objects.filter(account_id=account_id, status=Signal.Status.NEW)
+            Signal.objects.filter(account_id__in=account_id, status=Signal.Status.NEW)
             .order_by("pk")
             .values_list("pk", flat=True)[:limit]
         )
     rows = sql.fetchall(
         f"SELECT g.id FROM {sql.table(Signal)} g WHERE g.account_id = "
-        f"(SELECT s.account_id FROM {sql.table(Signal)} s WHERE s.id = %s AND s.status = %s) "
+        f"(SELECT s.account_id FROM {sql.table(Signal)} s WHERE s.id = %s) "
         "AND g.status = %s ORDER BY g.id LIMIT %s",
-        [signal_id, Signal.Status.NEW, Signal.Status.NEW, limit],
+        [signal_id, Signal.Status.NEW, limit],
     )
-    ids = [pk for (pk,) in rows]
-    if ids and signal_id not in ids:  # older ones fill the batch: keep the one asked for
-        ids = [*ids[: limit - 1], signal_id]
-    return ids
+    return [pk for (pk,) in rows]
 
 
 # --- one account's batch ------------------------------------------------------------------

@@ -1025,9 +1025,20 @@ def _notify(*, user_id: int, **kwargs) -> None:
 
 
 def _notify_many(notices: list[dict]) -> None:
-    """``_notify`` for each of ``notices`` (its keyword arguments), together."""
-    for kwargs in notices:
-        _notify(**kwargs)
+    """``_notify`` for each of ``notices`` (its keyword arguments), together: one statement
+    per table however many there are (``notifications.services.notify_many``)."""
+    from django.apps import apps as django_apps
+
+    if not notices or not django_apps.is_installed("apps.notifications"):
+        return
+    from apps.notifications.services import Notice, notify_many
+
+    notify_many(
+        [
+            Notice(user=kwargs.pop("user_id"), **{k: v for k, v in kwargs.items() if v is not None})
+            for kwargs in (dict(n) for n in notices)
+        ]
+    )
 
 
 # --- paper matching on new bars -----------------------------------------------------------

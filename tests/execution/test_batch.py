@@ -105,7 +105,7 @@ SCRIPT = [
 ]
 
 
-def send(account, strategies, market, script=SCRIPT) -> list[int]:
+def send(account, strategies, market, script=SCRIPT, start=T0) -> list[int]:
     ids = []
     for i, (name, symbol, target) in enumerate(script):
         signal = Signal.objects.create(
@@ -113,7 +113,7 @@ def send(account, strategies, market, script=SCRIPT) -> list[int]:
             account=account,
             instrument=market[symbol],
             timeframe="1m",
-            bar_ts=T0 + timedelta(minutes=i),
+            bar_ts=start + timedelta(minutes=i),
             side={1: "buy", 0: "sell", -1: "sell"}[target],
             target=target,
             strength=0.5,
@@ -404,3 +404,8 @@ def test_a_signal_task_takes_the_accounts_other_new_signals_along(market):
     assert Signal.objects.filter(pk__in=other_ids, status="new").count() == len(other_ids)
     assert pending_signals(signal_id=ids[0]) == []
     assert execute_signal.delay(ids[0]).get() == 0  # its batch took it: one query, nothing
+    script = [("trend", "BBB", 1), ("trend", "BBB", 0)]
+    later = send(account, strategies, market, script, start=T0 + timedelta(days=1))
+    # A task whose signal was taken brings along what its account queued since.
+    assert pending_signals(signal_id=ids[1]) == later
+    assert execute_signal.delay(ids[1]).get() == 2
