@@ -114,3 +114,117 @@ def test_first_reads_on_postgresql_without_the_fallback_and_locks():
         )
     assert locked.pk == account.pk
     assert [q["sql"].endswith("FOR UPDATE") for q in queries.captured_queries] == [True]
+
+
+# --- write-behind -----------------------------------------------------------------------------
+
+
+def _event(order, to_status, data=None):
+    return OrderEvent(order=order, at=datetime(2026, 1, 2, tzinfo=UTC), to_status=to_status,
+                      source="system", data=data or {})  # fmt: skip
+
+
+def _order(account, instrument, n):
+    return Order(
+        account=account,
+        instrument=instrument,
+        client_order_id=f"wb-{n}",
+        side="buy",
+        order_type="limit",
+        quantity=Decimal("3"),
+        limit_price=Decimal("99.5"),
+        risk_decision={"outcome": "approved", "n": n},
+    )
+
+
+def test_allocated_pks_are_fresh_and_distinct():
+    first, second = sql.allocate_pks(Order, 3), sql.allocate_pks(Order, 2)
+    assert len(set(first + second)) == 5
+    account, instrument = TradingAccountFactory(), InstrumentFactory()
+    created = Order.objects.create(**{
+        f: getattr(_order(account, instrument, 0), f)
+        for f in ("account", "instrument", "client_order_id", "side", "order_type", "quantity",
+                  "limit_price")
+    })  # fmt: skip
+    assert created.pk not in first + second
+
+
+def test_insert_rows_writes_rows_like_save_with_or_without_their_pks():
+    account, instrument = TradingAccountFactory(), InstrumentFactory(symbol="WBX")
+    keyed = [_order(account, instrument, n) for n in range(3)]
+    for order, pk in zip(keyed, sql.allocate_pks(Order, 3), strict=True):
+        order.pk = pk
+    sql.insert_rows(keyed, with_pks=True)
+    events = [_event(keyed[n % 3], "new", {"n": n, "price": "1.25"}) for n in range(5)]
+    sql.insert_rows(events, with_pks=False)
+    user = UserFactory()  # a JSON field with its own encoder keeps it
+    notes = [Notification(user=user, type="order_filled", title="T", data={"a": Decimal("1.5")})]
+    sql.insert_rows(notes, with_pks=False)
+    assert Notification.objects.get(pk=notes[0].pk).data == {"a": "1.5"}
+
+    for order in keyed:
+        stored = Order.objects.get(pk=order.pk)
+        for f in Order._meta.concrete_fields:
+            assert getattr(stored, f.attname) == getattr(order, f.attname), f.name
+    for n, event in enumerate(events):  # pks given back in the order of the rows
+        stored = OrderEvent.objects.get(pk=event.pk)
+        assert (stored.order_id, stored.data) == (keyed[n % 3].pk, {"n": n, "price": "1.25"})
+        assert event._state.adding is False
+
+
+def test_update_many_writes_the_named_fields_and_fails_when_a_row_is_gone():
+    account, instrument = TradingAccountFactory(), InstrumentFactory(symbol="WBU")
+    orders = [Order.objects.create(**{
+        f: getattr(_order(account, instrument, n), f)
+        for f in ("account", "instrument", "client_order_id", "side", "order_type", "quantity",
+                  "limit_price")
+    }) for n in range(3)]  # fmt: skip
+    stamp = Order.objects.get(pk=orders[0].pk).updated_at
+    for n, order in enumerate(orders):
+        order.status, order.filled_quantity = "partially_filled", Decimal(n)
+        order.reject_reason = "not written"
+    sql.update_many(orders, ["status", "filled_quantity", "updated_at"])
+
+    for n, order in enumerate(orders):
+        stored = Order.objects.get(pk=order.pk)
+        assert (stored.status, stored.filled_quantity, stored.reject_reason) == (
+            "partially_filled", Decimal(n), ""
+        )  # fmt: skip
+        assert stored.updated_at > stamp
+    gone = _order(account, instrument, 9)
+    gone.pk = sql.allocate_pks(Order, 1)[0]
+    with transaction.atomic(), pytest.raises(DatabaseError, match="1 of 2 rows"):
+        sql.update_many([orders[0], gone], ["status"])
+
+
+def test_write_behind_sends_one_statement_per_table_with_final_values():
+    account, instrument = TradingAccountFactory(), InstrumentFactory(symbol="WBW")
+    existing = Position.objects.create(account=account, instrument=instrument)
+    writes = sql.WriteBehind()
+    with CaptureQueriesContext(connection) as held:
+        orders = [_order(account, instrument, n) for n in range(4)]
+        for order in orders:
+            writes.insert(order, pk_now=True)  # keyed from one block of the sequence
+            writes.insert(_event(order, "new"))
+            order.status = "filled"
+            writes.update(order, ["status"])  # still waiting: the insert writes it
+        existing.quantity = Decimal("4")
+        writes.update(existing, ["quantity"])
+        existing.realized_pnl = Decimal("-2.5")
+        writes.update(existing, ["realized_pnl", "updated_at"])  # one UPDATE with both
+    assert len(held) == 1  # the block of primary keys; nothing written yet
+    assert not Order.objects.filter(account=account).exists()
+
+    with CaptureQueriesContext(connection) as flushed:
+        writes.flush()
+    assert len(flushed) == 3  # orders, events, the position
+    assert (
+        list(Order.objects.filter(account=account).values_list("status", flat=True))
+        == ["filled"] * 4
+    )
+    assert OrderEvent.objects.filter(order__account=account).count() == 4
+    stored = Position.objects.get(pk=existing.pk)
+    assert (stored.quantity, stored.realized_pnl) == (Decimal("4"), Decimal("-2.5"))
+    with CaptureQueriesContext(connection) as again:
+        writes.flush()
+    assert len(again) == 0
