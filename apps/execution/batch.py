@@ -49,8 +49,8 @@ from apps.marketdata.selectors import latest_bar_any
 from apps.risk.selectors import (
     RATE_WINDOW,
     STOP_OUT_WINDOW,
-    _order_rows,
     market_snapshot,
+    order_rows,
     portfolio_from,
     rules_for_account,
 )
@@ -141,7 +141,7 @@ class _Batch:
         self.now = now
         self.rules = rules_for_account(account=account)
         self.with_stop_outs = needs_stop_outs(self.rules)
-        self.recent, self.order_rows = _order_rows(
+        self.recent, self.order_rows = order_rows(
             account.pk,
             recent_since=now - RATE_WINDOW,
             stop_outs_since=now - STOP_OUT_WINDOW if self.with_stop_outs else None,

@@ -85,7 +85,7 @@ def portfolio_snapshot(
     # many were submitted in the last minute (rate limit; counted by the database, never
     # loaded: a busy strategy submits thousands a minute), and the recent stop-outs
     # (cool-down; only asked for when a cool-down rule exists).
-    recent, rows = _order_rows(
+    recent, rows = order_rows(
         account.pk,
         recent_since=now - RATE_WINDOW,
         stop_outs_since=now - STOP_OUT_WINDOW if with_stop_outs else None,
@@ -107,7 +107,7 @@ def portfolio_from(
     orders: Iterable[tuple],
     with_stop_outs: bool,
 ) -> PortfolioSnapshot:
-    """The snapshot from rows as ``_holding_rows`` and ``_order_rows`` give them (a batch of
+    """The snapshot from rows as ``_holding_rows`` and ``order_rows`` give them (a batch of
     signals keeps them in memory and builds one per order)."""
     # Valued the way account_valuation values them, at the last price (the average price
     # without one).
@@ -194,7 +194,7 @@ def _holding_rows(account_id: int) -> list[tuple]:
     )
 
 
-def _order_rows(
+def order_rows(
     account_id: int, *, recent_since: datetime, stop_outs_since: datetime | None
 ) -> tuple[int, list[tuple]]:
     """How many orders were submitted since ``recent_since`` (rate limit), and in the same
