@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from django.apps import apps as django_apps
 from django.conf import settings
@@ -44,6 +46,9 @@ UNREACHABLE_MESSAGES = {
 }
 
 
+_CHANNELS = tuple(Channel.values)  # (the property builds a new list on every use)
+
+
 def _user_id(user) -> int:
     return user if isinstance(user, int) else user.pk
 
@@ -60,21 +65,11 @@ def notification_settings_or_default(*, user) -> NotificationSettings:
     return row if row is not None else NotificationSettings(user_id=_user_id(user))
 
 
-def channel_preferences(*, user, type: str) -> dict[str, bool]:
-    """Channel -> on/off for one type: the trader's rows over the defaults."""
-    chosen = dict(
-        NotificationPreference.objects.filter(user_id=_user_id(user), type=type).values_list(
-            "channel", "enabled"
-        )
-    )
-    return channel_preferences_from(type=type, chosen=chosen)
-
-
 def channel_preferences_from(*, type: str, chosen: dict[str, bool]) -> dict[str, bool]:
     """Channel -> on/off for one type from the trader's rows (``chosen``) over the defaults."""
     return {
         channel: chosen.get(channel, catalog.default_channel_enabled(type, channel))
-        for channel in Channel.values
+        for channel in _CHANNELS
     }
 
 
@@ -150,18 +145,43 @@ def email_history(*, user_id: int, since: datetime, exclude_id: int) -> EmailHis
 
 
 def notification_data(notification: Notification) -> NotificationData:
+    n = notification
+    return _notification_data(
+        n.pk, n.uid, n.user_id, n.type, n.severity, n.title, n.body, n.data, n.link, n.created_at
+    )
+
+
+# What the delivery claims read of a notification, for ``notification_data_from_row``.
+NOTIFICATION_DATA_COLUMNS = (
+    "id", "uid", "user_id", "type", "severity", "title", "body", "data", "link", "created_at",
+)  # fmt: skip
+_TYPE_LABELS = dict(NotificationType.choices)
+_DATA_FIELD = Notification._meta.get_field("data")
+
+
+def notification_data_from_row(values: Sequence[Any]) -> NotificationData:
+    """``notification_data`` from the raw ``NOTIFICATION_DATA_COLUMNS`` of a row, with no
+    model instance in between (every delivery reads one)."""
+    *head, data, link, created_at = values
+    data = _DATA_FIELD.from_db_value(data, None, connection)
+    return _notification_data(*head, data, link, created_at)
+
+
+def _notification_data(
+    pk, uid, user_id, kind, severity, title, body, data, link, created_at
+) -> NotificationData:
     return NotificationData(
-        id=notification.pk,
-        uid=str(notification.uid),
-        user_id=notification.user_id,
-        type=notification.type,
-        type_label=NotificationType(notification.type).label,
-        severity=notification.severity,
-        title=notification.title,
-        body=notification.body,
-        data=notification.data or {},
-        link=absolute(notification.link),
-        created_at=notification.created_at,
+        id=pk,
+        uid=str(uid),
+        user_id=user_id,
+        type=kind,
+        type_label=_TYPE_LABELS[kind],
+        severity=severity,
+        title=title,
+        body=body,
+        data=data or {},
+        link=absolute(link),
+        created_at=created_at,
     )
 
 

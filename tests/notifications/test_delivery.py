@@ -5,6 +5,7 @@ retried from the admin. A broker outage at commit never breaks the caller."""
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import timedelta
 from unittest import mock
 
@@ -248,7 +249,7 @@ def test_a_batch_task_attempts_every_row_even_when_one_breaks(user):
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_a_tasks_in_app_rows_are_claimed_in_one_statement_with_the_badge_count(
+def test_a_tasks_in_app_rows_are_claimed_sent_and_marked_together_with_the_badge_count(
     user, django_assert_num_queries
 ):
     in_app_only(user)
@@ -258,20 +259,76 @@ def test_a_tasks_in_app_rows_are_claimed_in_one_statement_with_the_badge_count(
     ]
     sent: list = []
     transport = get_transport("in_app")
-    real_send = transport.send
-    # One claim for the three rows, then one compare-and-set per row sent.
+    real_send_many = transport.send_many
+
+    def send_many(messages):
+        sent.append(list(messages))
+        return real_send_many(messages)
+
+    # One claim for the three rows, one trip to the channel layer, one compare-and-set.
     with (
-        mock.patch.object(transport, "send", side_effect=lambda m: sent.append(m) or real_send(m)),
-        django_assert_num_queries(4),
+        mock.patch.object(transport, "send_many", side_effect=send_many),
+        django_assert_num_queries(2),
     ):
         outcomes = tasks.deliver_many([r.pk for r in rows])
     assert outcomes == {"sent": 3}
-    assert [m.delivery_uid for m in sent] == [str(r.uid) for r in rows]  # in the given order
-    assert {m.extra["unread_count"] for m in sent} == {3}
+    [batch] = sent
+    assert [m.delivery_uid for m in batch] == [str(r.uid) for r in rows]  # in the given order
+    assert {m.extra["unread_count"] for m in batch} == {3}
     assert all(
         r.status == DeliveryStatus.SENT
         for r in Delivery.objects.filter(pk__in=[r.pk for r in rows])
     )
     # A second run claims nothing and sends nothing.
     assert tasks.deliver_many([r.pk for r in rows]) == {"not_due": 3}
-    assert len(sent) == 3
+    assert len(sent) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_batch_records_each_in_app_rows_own_outcome(user, other_user):
+    """One trader's event is refused by the channel layer, another's row was handed to a
+    second worker meanwhile: the rest is marked sent, the refused one waits for its retry,
+    the lost claim is left to its new owner."""
+    for trader in (user, other_user):
+        in_app_only(trader)
+    refused, taken, fine = (
+        services.notify(user=trader, type="order_filled", title=title).deliveries.get()
+        for trader, title in ((user, "Refused"), (other_user, "Taken"), (other_user, "Fine"))
+    )
+    transport = get_transport("in_app")
+    real_send_many = transport.send_many
+
+    def send_many(messages):
+        # Meanwhile the sweep handed one row to another worker (a new claim token).
+        Delivery.objects.filter(pk=taken.pk).update(claim_token=uuid.uuid4())
+        failures = real_send_many(messages)
+        failures[0] = TemporaryFailure("layer down", answer="ConnectionError")
+        return failures
+
+    with mock.patch.object(transport, "send_many", side_effect=send_many):
+        outcomes = tasks.deliver_many([refused.pk, taken.pk, fine.pk])
+    assert outcomes == {"retry": 1, "lost_claim": 1, "sent": 1}
+    statuses = dict(
+        Delivery.objects.filter(pk__in=[refused.pk, taken.pk, fine.pk]).values_list("pk", "status")
+    )
+    assert statuses == {
+        refused.pk: DeliveryStatus.FAILED_TEMPORARY,
+        taken.pk: DeliveryStatus.SENDING,
+        fine.pk: DeliveryStatus.SENT,
+    }
+    assert Delivery.objects.get(pk=refused.pk).last_error == "layer down: ConnectionError"
+
+
+@pytest.mark.django_db
+def test_a_batch_through_a_transport_without_send_many_sends_each_row(user):
+    in_app_only(user)
+    gate = GateTransport()
+    gate.release.set()
+    TRANSPORTS["in_app"] = gate
+    rows = [
+        services.notify(user=user, type="order_filled", title=f"Fill {i}").deliveries.get()
+        for i in range(2)
+    ]
+    assert tasks.deliver_many([r.pk for r in rows]) == {"sent": 2}
+    assert gate.sent == [str(r.uid) for r in rows]

@@ -11,9 +11,10 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import connections
+from django.db import connections, transaction
 
 from apps.notifications import services
+from apps.notifications.services import Notice
 from tests.factories import UserFactory
 from tradeplatform.asgi import application
 
@@ -86,6 +87,40 @@ async def test_the_owner_gets_the_event_with_badge_count_and_others_get_nothing(
         assert await mallory_tab.receive_nothing(timeout=0.3)
     finally:
         for tab in (alice_tab_1, alice_tab_2, mallory_tab):
+            await tab.disconnect()
+
+
+async def test_a_batch_reaches_each_owners_pages_one_event_per_notification_in_order():
+    alice = await sync_to_async(UserFactory)(username="alice")
+    bob = await sync_to_async(UserFactory)(username="bob")
+    alice_tab, bob_tab = await connect(alice), await connect(bob)
+
+    def fills_in_one_transaction():
+        # One task after the commit carries every delivery; its in-app rows go out together.
+        with transaction.atomic():
+            return services.notify_many(
+                [
+                    Notice(user=alice, type="order_filled", title="Fill 1"),
+                    Notice(user=bob, type="order_filled", title="Fill 2"),
+                    Notice(user=alice, type="position_opened", title="Opened 1"),
+                ]
+            )
+
+    try:
+        first, second, third = await sync_to_async(fills_in_one_transaction)()
+        received = [await alice_tab.receive_json_from(timeout=5) for _ in range(2)]
+        assert [(e["type"], e["data"]["id"]) for e in received] == [
+            ("notification", first.pk),
+            ("notification", third.pk),
+        ]
+        assert [e["data"]["unread_count"] for e in received] == [2, 2]
+        assert received[1]["data"]["link"] == f"/notifications/{third.pk}/open/"
+        event = await bob_tab.receive_json_from(timeout=5)
+        assert (event["data"]["id"], event["data"]["title"]) == (second.pk, "Fill 2")
+        assert await alice_tab.receive_nothing(timeout=0.3)
+        assert await bob_tab.receive_nothing(timeout=0.3)
+    finally:
+        for tab in (alice_tab, bob_tab):
             await tab.disconnect()
 
 

@@ -8,6 +8,10 @@ A transport sends one message to one target and returns, or raises a ``Transport
   delivery is marked failed with the server's answer.
 - ``RecipientGone``: the target no longer exists (web push 404/410): the service removes it.
 
+A transport may also offer ``send_many(messages) -> list[TransportError | None]`` (each
+message's failure, None when sent) for what one task sends on its channel together; the
+in-app transport does, and the delivery service falls back to ``send`` for one that does not.
+
 Transports hold no database state and never write rows: the delivery service decides what a
 failure means for the outbox.
 """
