@@ -7,13 +7,28 @@ extra service.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradeplatform.settings")
 
 app = Celery("tradeplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(sender=None, **kwargs) -> None:
+    """Around each task in a worker, what Django does around each request: drop a database
+    connection that is broken, left mid-transaction or past CONN_MAX_AGE, keep the others
+    (``CELERY_DB_REUSE_MAX`` stops Celery closing them all). Not for a task run in-process
+    (eager): that one is inside its caller's connection and transaction."""
+    request = getattr(sender, "request", None)
+    if request is None or getattr(request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def route_task(name, args, kwargs, options, task=None, **extra):

@@ -14,6 +14,7 @@ uses them cannot tell. Everything else uses the ORM.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -202,6 +203,21 @@ def allocate_pks(model: type[Model], count: int) -> list[int]:
 # a statement of thousands of placeholders that the client splits and the server parses).
 
 
+# Up to this many rows, a plain statement per row (or one VALUES list) costs less than the
+# arrays: the server plans it faster.
+FEW_ROWS = 4
+
+
+@functools.cache
+def _values_statement(model: type[Model], rows: int) -> str:
+    fields = model._meta.concrete_fields
+    row = f"({', '.join(['%s'] * len(fields))})"
+    return (
+        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES {', '.join([row] * rows)}"
+    )
+
+
 def _array_types(fields) -> str:
     return ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
 
@@ -246,6 +262,20 @@ def insert_rows(objs: Sequence[Model], *, with_pks: bool) -> None:
     if not objs:
         return
     model = type(objs[0])
+    if len(objs) <= FEW_ROWS:
+        if not with_pks:
+            insert_many(objs)
+            return
+        fields = model._meta.concrete_fields
+        values = [
+            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(_values_statement(model, len(objs)), values)
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = connection.alias
+        return
     fields, statement = _insert_unnest_statement(model, with_pks)
     columns_values = [
         [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields
@@ -265,6 +295,10 @@ def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> N
     set); an error when a row is gone."""
     if not objs:
         return
+    if len(objs) <= FEW_ROWS:
+        for obj in objs:
+            update(obj, fields)
+        return
     model = type(objs[0])
     chosen, statement = _update_unnest_statement(model, None if fields is None else tuple(fields))
     columns_values = [[obj.pk for obj in objs]] + [
@@ -278,6 +312,30 @@ def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> N
             )
 
 
+class _PkPool:
+    """Primary keys drawn from the sequences a block at a time and handed out across
+    transactions (per process and database): a lone signal's batch costs no statement for
+    them. A key left unused when the process ends is a gap, as after a rollback."""
+
+    BLOCK = 64
+
+    def __init__(self) -> None:
+        self._free: dict[tuple, list[int]] = {}
+        self._pid = os.getpid()
+
+    def take(self, model: type[Model]) -> int:
+        if self._pid != os.getpid():  # a forked child must not hand out its parent's keys
+            self._free, self._pid = {}, os.getpid()
+        key = (connection.alias, connection.settings_dict["NAME"], model)
+        free = self._free.setdefault(key, [])
+        if not free:
+            free.extend(reversed(allocate_pks(model, self.BLOCK)))
+        return free.pop()
+
+
+_pk_pool = _PkPool()
+
+
 class WriteBehind:
     """The inserts and updates of one transaction, held back and sent at ``flush`` as one
     statement per model (and set of fields): for a batch that writes many rows of a few
@@ -288,19 +346,13 @@ class WriteBehind:
     still waiting to be inserted changes nothing: the insert writes its final state. Several
     updates of one row become one, with the union of their fields."""
 
-    PK_BLOCK = 64
-
     def __init__(self) -> None:
         self._inserts: dict[type[Model], list[Model]] = {}
         self._waiting: set[int] = set()  # id() of rows waiting to be inserted
         self._updates: dict[int, tuple[Model, dict[str, None] | None]] = {}
-        self._pks: dict[type[Model], list[int]] = {}
 
     def _next_pk(self, model: type[Model]) -> int:
-        free = self._pks.setdefault(model, [])
-        if not free:
-            free.extend(reversed(allocate_pks(model, self.PK_BLOCK)))
-        return free.pop()
+        return _pk_pool.take(model)
 
     def assign_pk(self, obj: Model) -> None:
         """Give ``obj`` its primary key now (it is written only if inserted later)."""

@@ -380,14 +380,15 @@ def test_a_batch_run_twice_or_after_the_single_path_changes_nothing(market):
 
 def test_the_statements_of_a_batch_do_not_grow_with_its_signals(market):
     counts = []
-    for n, name in ((4, "small"), (12, "large")):
+    for n, name in ((6, "small"), (18, "large")):
         account, strategies = world(name, market)
         script = [("trend", "AAA", 1 if i % 2 == 0 else 0) for i in range(n)]
         ids = send(account, strategies, market, script)
         with CaptureQueriesContext(connection) as queries:
             signals_execute_batch(signal_ids=ids)
         assert Order.objects.filter(account=account).count() == n
-        counts.append(len(queries))
+        # Primary keys come from a pool the process refills now and then.
+        counts.append(sum("nextval" not in q["sql"] for q in queries.captured_queries))
     assert counts[0] == counts[1], counts
 
 
