@@ -70,7 +70,7 @@ class _Outbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: list[tuple[Any, str, dict]] = []
-        self._draining = False
+        self._draining = False  # a drain is scheduled or running; it empties the queue
         self._pid = os.getpid()
 
     def put(self, layer, group: str, message: dict) -> None:
@@ -81,21 +81,30 @@ class _Outbox:
             if self._draining:
                 return
             self._draining = True
-        future = asyncio.run_coroutine_threadsafe(self._drain(), _background.loop())
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._drain(), _background.loop())
+        except Exception:
+            with self._lock:
+                self._draining = False
+            raise
         future.add_done_callback(_log_failure)
 
     async def _drain(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._draining = False  # decided under the lock: no put is missed
+                        return
+                    batch, self._queue = self._queue, []
+                for layer, group, message in batch:
+                    try:
+                        await layer.group_send(group, message)
+                    except Exception as exc:  # the next ones still go
+                        logger.warning("a live update was not delivered: %s", exc)
+        finally:  # cancelled or failed: the next put starts a new drain
             with self._lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                batch, self._queue = self._queue, []
-            for layer, group, message in batch:
-                try:
-                    await layer.group_send(group, message)
-                except Exception as exc:  # the next ones still go
-                    logger.warning("a live update was not delivered: %s", exc)
+                self._draining = False
 
 
 _outbox = _Outbox()
