@@ -373,16 +373,19 @@ class WriteBehind:
         self._updates[id(obj)] = (obj, merged)
 
     def flush(self) -> None:
-        """Send everything held back (inserts first, by model in first-use order; foreign
-        keys are checked at commit, so the order among models does not matter)."""
+        """Send everything held back: the updates first (they touch only rows that existed
+        before: an update of a row waiting to be inserted is in its insert), then the
+        inserts, by model in first-use order. So a row that a partial unique index allows
+        once (say one open trade per instrument) is closed before its successor arrives;
+        foreign keys are checked at commit, so the order among models does not matter."""
         inserts, self._inserts, self._waiting = self._inserts, {}, set()
         updates, self._updates = self._updates, {}
-        for objs in inserts.values():
-            insert_rows([o for o in objs if o.pk is not None], with_pks=True)
-            insert_rows([o for o in objs if o.pk is None], with_pks=False)
         groups: dict[tuple, list[Model]] = {}
         for obj, fields in updates.values():
             key = (type(obj), None if fields is None else tuple(fields))
             groups.setdefault(key, []).append(obj)
         for (_, fields), objs in groups.items():
             update_many(objs, fields)
+        for objs in inserts.values():
+            insert_rows([o for o in objs if o.pk is not None], with_pks=True)
+            insert_rows([o for o in objs if o.pk is None], with_pks=False)

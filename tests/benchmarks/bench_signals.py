@@ -9,6 +9,9 @@
    1, a notification worker beside it) on Redis, until every signal is processed and every
    task consumed; signals per second, and none lost or duplicated (exactly one order per
    signal). Goal: >= 100 signals/s.
+3. Sustained: signals arriving one by one at 120/s for 15 s (each stored, then its task
+   queued) while the worker runs; the backlog it leaves and how soon after the last arrival
+   the last is done.
 
 Run: ``python -m tests.benchmarks.bench_signals`` (DATABASE_URL to a PostgreSQL server, Redis on
 127.0.0.1:6379; uses the scratch database ``tp_bench_signals`` and Redis database 10).
@@ -29,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LATENCY_SIGNALS = 300
 THROUGHPUT_SIGNALS = 2000
+PACED_RATE = 120.0  # signals arriving per second, above the goal of 100
+PACED_SECONDS = 15.0
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
 
 
@@ -75,7 +80,8 @@ def _world(name: str):
     return account, instrument, strategy
 
 
-def _signals(strategy, instrument, count: int, start: datetime):
+def _signals(strategy, instrument, count: int, start: datetime, first: int = 0):
+    """``count`` signals from the ``first``-th on: entries and exits by turns."""
     from apps.execution.models import Signal
 
     rows = [
@@ -91,7 +97,7 @@ def _signals(strategy, instrument, count: int, start: datetime):
             reason="benchmark",
             price=Decimal("100"),
         )
-        for i in range(count)
+        for i in range(first, first + count)
     ]
     return Signal.objects.bulk_create(rows)
 
@@ -211,6 +217,80 @@ def throughput(database_url: str) -> dict:
     }
 
 
+def paced(database_url: str, rate: float = PACED_RATE, seconds: float = PACED_SECONDS) -> dict:
+    """Signals arriving at ``rate`` per second for ``seconds`` (each stored, then its task
+    queued, as a strategy process would), with the worker running: does it keep up? The
+    backlog (signals stored and not yet processed) is sampled all along; a worker that keeps
+    up holds it bounded, and the last signal is done soon after the last arrives."""
+    import redis
+
+    from apps.execution.models import Order, Signal
+    from apps.execution.tasks import execute_signal
+
+    _, instrument, strategy = _world("bench-paced")
+    queue = f"bench-paced-{os.getpid()}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "CELERY_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "TESTING": "true",
+        "RISK_MAX_ORDERS_PER_MINUTE": "100000000",
+    }
+    from celery import current_app
+
+    current_app.conf.task_always_eager = False
+    current_app.conf.broker_url = REDIS_URL
+    current_app.conf.task_default_queue = queue
+    broker = redis.Redis.from_url(REDIS_URL)
+    # BENCH_WORKER_LOG=<file> keeps what the worker printed (its errors).
+    log = open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "w")  # noqa: SIM115
+    worker = _worker(queue, env, log)
+    notifier = _worker(f"{queue}.notifications", env, subprocess.DEVNULL)
+    backlog: list[int] = []
+    ids: list[int] = []
+    try:
+        time.sleep(4)  # the workers start
+        waiting = Signal.objects.filter(strategy=strategy, status="new")
+        count = int(rate * seconds)
+        start_ts = datetime(2026, 4, 1, tzinfo=UTC)
+        started = time.perf_counter()
+        for i in range(count):
+            due = started + i / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            (signal,) = _signals(strategy, instrument, 1, start_ts, first=i)
+            execute_signal.apply_async((signal.pk,), queue=queue)
+            ids.append(signal.pk)
+            if i % int(rate / 4 or 1) == 0:
+                backlog.append(waiting.count())
+        arrived = time.perf_counter()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and (waiting.exists() or broker.llen(queue)):
+            time.sleep(0.02)
+        finished = time.perf_counter()
+    finally:
+        for process in (worker, notifier):
+            process.terminate()
+            process.wait(timeout=30)
+        broker.delete(queue)
+        log.close()
+    processed = Signal.objects.filter(pk__in=ids).exclude(status="new").count()
+    orders = Order.objects.filter(signal__in=ids).count()
+    return {
+        "offered_per_s": len(ids) / (arrived - started),
+        "signals": len(ids),
+        "processed": processed,
+        "orders": orders,
+        "duplicated_orders": Order.objects.filter(strategy=strategy).count() - orders,
+        "max_backlog": max(backlog, default=0),
+        "median_backlog": statistics.median(backlog) if backlog else 0,
+        "done_after_last_s": finished - arrived,
+    }
+
+
 def _status_counts(ids) -> dict:
     from django.db.models import Count
 
@@ -249,7 +329,17 @@ def main() -> dict:
         f"(goal >= 100/s) {'ok' if thr['signals_per_s'] >= 100 else 'BELOW GOAL'}"
         f"{chr(10) + thr['worker_errors'] if thr['worker_errors'] else ''}"
     )
-    return {"latency": lat, "throughput": thr}
+    pace = paced(url)
+    kept_up = pace["processed"] == pace["signals"] and pace["done_after_last_s"] < 2
+    print(
+        f"one Celery worker, signals arriving at {pace['offered_per_s']:.0f}/s for "
+        f"{PACED_SECONDS:.0f}s: {pace['processed']}/{pace['signals']} processed, orders "
+        f"{pace['orders']}, duplicates {pace['duplicated_orders']}; backlog median "
+        f"{pace['median_backlog']:.0f}, max {pace['max_backlog']}; the last done "
+        f"{pace['done_after_last_s']:.2f}s after it arrived "
+        f"{'(kept up)' if kept_up else '(FELL BEHIND)'}"
+    )
+    return {"latency": lat, "throughput": thr, "paced": pace}
 
 
 if __name__ == "__main__":

@@ -136,7 +136,9 @@ def _decision(value):
 def outcome(account, ids: list[int]) -> dict:
     """Everything the signals caused, without ids and clock times."""
     rank = {pk: i for i, pk in enumerate(ids)}
-    orders = list(Order.objects.filter(account=account).order_by("id"))
+    # By time: a batch's rows take their keys from a pool drawn ahead, so keys are unique but
+    # not in the order the rows were made.
+    orders = list(Order.objects.filter(account=account).order_by("created_at", "id"))
     order_rank = {o.pk: i for i, o in enumerate(orders)}
 
     def fill_ref(text: str) -> str:
@@ -185,7 +187,10 @@ def outcome(account, ids: list[int]) -> dict:
                 fill_ref(e.data.get("fill", "")),
                 e.data.get("risk"),
             )
-            for e in OrderEvent.objects.filter(order__account=account).order_by("order_id", "id")
+            for e in sorted(
+                OrderEvent.objects.filter(order__account=account),
+                key=lambda e: (order_rank[e.order_id], e.id),
+            )
         ],
         "fills": [
             (
@@ -236,7 +241,7 @@ def outcome(account, ids: list[int]) -> dict:
                 t.exit_reason,
                 order_rank.get(t.entry_order_id),
             )
-            for t in Trade.objects.filter(account=account).order_by("id")
+            for t in Trade.objects.filter(account=account).order_by("created_at", "id")
         ],
         "notifications": [
             (n.type, n.severity, n.title, n.body, n.link.split("/")[1] if n.link else "")
@@ -253,20 +258,50 @@ def one_at_a_time(ids):
         signal_execute(signal_id=signal_id)
 
 
-def test_a_batch_books_exactly_what_one_signal_at_a_time_books(market):
+@pytest.fixture
+def single_way(monkeypatch):
+    """The signals the batch leaves to the single path (it would mask a failing batch)."""
+    from apps.execution import pipeline
+
+    taken: list[int] = []
+    real = pipeline.signal_execute
+
+    def counting(*, signal_id):
+        taken.append(signal_id)
+        return real(signal_id=signal_id)
+
+    monkeypatch.setattr(pipeline, "signal_execute", counting)
+    return taken
+
+
+@pytest.mark.parametrize(
+    ("before", "upto"),
+    [(0, None), (3, None), (4, None), (3, 4), (4, 6)],
+    ids=["flat", "long-and-short", "reversed", "reverse-and-stay", "close-and-reopen"],
+)
+def test_a_batch_books_exactly_what_one_signal_at_a_time_books(market, single_way, before, upto):
+    """From flat, or with positions and open journal entries that the batch closes, reverses
+    and reopens, ending flat or holding (``before`` signals executed one at a time first in
+    both worlds, then those up to ``upto``)."""
     single, single_strategies = world("single", market)
     batched, batched_strategies = world("batched", market)
-    single_ids = send(single, single_strategies, market)
-    batched_ids = send(batched, batched_strategies, market)
+    single_ids = send(single, single_strategies, market)[:upto]
+    batched_ids = send(batched, batched_strategies, market)[:upto]
+    one_at_a_time(single_ids[:before] + batched_ids[:before])
+    del single_way[:]
 
-    one_at_a_time(single_ids)
-    processed = signals_execute_batch(signal_ids=batched_ids)
+    one_at_a_time(single_ids[before:])
+    processed = signals_execute_batch(signal_ids=batched_ids[before:])
 
-    assert sorted(processed) == sorted(batched_ids)
+    assert single_way == []  # all of them on the fast path
+    assert sorted(processed) == sorted(batched_ids[before:])
     expected, got = outcome(single, single_ids), outcome(batched, batched_ids)
-    assert {s for s, *_ in expected["signals"]} >= {"ordered", "skipped"}
-    assert len(expected["trades"]) >= 4 and any(t[3] == "closed" for t in expected["trades"])
-    assert any(o[12] is not None for o in expected["orders"])  # a stop from the rules
+    assert any(t[3] == "closed" for t in expected["trades"])
+    if upto is None:
+        assert {s for s, *_ in expected["signals"]} >= {"ordered", "skipped"}
+        assert any(o[12] is not None for o in expected["orders"])  # a stop from the rules
+    else:  # the batch ends holding what it reopened
+        assert any(t[3] == "open" for t in expected["trades"])
     for part in expected:
         assert got[part] == expected[part], part
 
@@ -298,7 +333,9 @@ def test_the_fast_path_covers_the_common_case_in_one_transaction(market):
         "halted",
     ],
 )
-def test_what_the_fast_path_leaves_goes_the_single_way_with_the_same_result(market, settings, case):
+def test_what_the_fast_path_leaves_goes_the_single_way_with_the_same_result(
+    market, settings, single_way, case
+):
     """A signal the batch does not cover stops the fast path there: it and every later one
     of the account run one at a time, after the batch's part commits."""
     limit_entries = case == "limit_entry"
@@ -312,6 +349,8 @@ def test_what_the_fast_path_leaves_goes_the_single_way_with_the_same_result(mark
     script = SCRIPT
     if case == "thin_volume":
         script = [*SCRIPT[:3], ("trend", "THIN", 1), *SCRIPT[3:]]
+    if case == "limit_entry":  # BBB is flat by then: the fixed strategy enters with a limit
+        script = [*SCRIPT, ("fixed", "BBB", 1), ("trend", "AAA", 1)]
     single, single_strategies = world("single", market, rules=rules, limit_entries=limit_entries)
     batched, batched_strategies = world("batched", market, rules=rules, limit_entries=limit_entries)
     if case == "halted":
@@ -326,13 +365,18 @@ def test_what_the_fast_path_leaves_goes_the_single_way_with_the_same_result(mark
         Signal.objects.filter(pk__in=[single_ids[3], batched_ids[3]]).update(status="new")
 
     one_at_a_time(single_ids)
+    taken_before = len(single_way)
     signals_execute_batch(signal_ids=batched_ids)
 
     expected, got = outcome(single, single_ids), outcome(batched, batched_ids)
+    if case != "capped":  # the fast path stopped at the signal it does not cover
+        assert len(single_way) > taken_before
     if case in ("rejected", "rate_limit", "halted"):
         assert any(s == "rejected" for s, *_ in expected["signals"])
     if case == "capped":  # 1% of 250,000 at 101.37 a share
         assert expected["orders"][0][6] == 24
+    if case == "limit_entry":
+        assert [o[4] for o in expected["orders"] if o[1] == f"sig-#{len(SCRIPT)}"] == ["limit"]
     if case == "thin_volume":
         assert [o[8:10] for o in expected["orders"] if o[2] == "THIN"] == [("partially_filled", 3)]
     for part in expected:
@@ -364,13 +408,15 @@ def test_a_failing_batch_rolls_back_and_the_single_path_takes_every_signal(marke
         assert got[part] == expected[part], part
 
 
-def test_a_batch_run_twice_or_after_the_single_path_changes_nothing(market):
+def test_a_batch_run_twice_or_after_the_single_path_changes_nothing(market, single_way):
     account, strategies = world("twice", market)
     ids = send(account, strategies, market)
     signal_execute(signal_id=ids[0])
     signal_execute(signal_id=ids[1])
+    del single_way[:]
 
     assert sorted(signals_execute_batch(signal_ids=ids)) == ids[2:]
+    assert single_way == []
     before = outcome(account, ids)
     assert signals_execute_batch(signal_ids=ids) == []
     assert outcome(account, ids) == before
