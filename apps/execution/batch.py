@@ -111,23 +111,25 @@ def signals_execute_batch(*, signal_ids: Sequence[int]) -> list[int]:
 
 
 def pending_signals(*, signal_id: int, limit: int = BATCH_SIZE) -> list[int]:
-    """The new signals of ``signal_id``'s account, oldest first (``signal_id`` among them if
-    it is still new): what a worker takes together. A signal that an earlier batch took
-    still brings along what its account has queued since."""
+    """The new signals of ``signal_id``'s account, in id order: ``signal_id`` itself when it
+    is still new, and the oldest others up to ``limit``: what a worker takes together. A
+    signal that an earlier batch took still brings along what its account has queued
+    since."""
     if not sql.is_postgresql():
         account_id = Signal.objects.filter(pk=signal_id).values_list("account_id", flat=True)
-        return list(
-            Signal.objects.filter(account_id__in=account_id, status=Signal.Status.NEW)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:limit]
-        )
+        new = Signal.objects.filter(account_id__in=account_id, status=Signal.Status.NEW)
+        ids = list(new.exclude(pk=signal_id).order_by("pk").values_list("pk", flat=True)[:limit])
+        if new.filter(pk=signal_id).exists():
+            ids = [*ids[: limit - 1], signal_id]
+        return sorted(ids)
+    # The one asked for first (when still new), then the oldest others.
     rows = sql.fetchall(
         f"SELECT g.id FROM {sql.table(Signal)} g WHERE g.account_id = "
         f"(SELECT s.account_id FROM {sql.table(Signal)} s WHERE s.id = %s) "
-        "AND g.status = %s ORDER BY g.id LIMIT %s",
-        [signal_id, Signal.Status.NEW, limit],
+        "AND g.status = %s ORDER BY g.id = %s DESC, g.id LIMIT %s",
+        [signal_id, Signal.Status.NEW, signal_id, limit],
     )
-    return [pk for (pk,) in rows]
+    return sorted(pk for (pk,) in rows)
 
 
 # --- one account's batch ------------------------------------------------------------------

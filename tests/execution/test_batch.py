@@ -445,6 +445,8 @@ def test_a_signal_task_takes_the_accounts_other_new_signals_along(market):
     other_ids = send(other_strategies["trend"].account, other_strategies, market)
 
     assert pending_signals(signal_id=ids[4]) == ids
+    # However many are queued, the one asked for comes along.
+    assert pending_signals(signal_id=ids[-1], limit=3) == [ids[0], ids[1], ids[-1]]
     assert execute_signal.delay(ids[4]).get() == len(ids)
 
     assert not Signal.objects.filter(pk__in=ids, status="new").exists()
