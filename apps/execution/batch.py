@@ -230,7 +230,7 @@ def _account_batch(account_id: int, signal_ids: list[int]) -> tuple[list[int], l
 def _execute_one(batch: _Batch, signal: Signal) -> bool:
     """Execute one signal into the batch's store; False (nothing changed) when it needs the
     single path."""
-    from apps.execution.pipeline import _entry_size, _signal_done_fields, plan_order
+    from apps.execution.pipeline import _signal_done_fields, plan_order, signal_size, skip_reason
     from apps.execution.services import (
         SIGNAL_OUTCOME_FIELDS,
         _ack_apply_locked,
@@ -246,24 +246,19 @@ def _execute_one(batch: _Batch, signal: Signal) -> bool:
     strategy.account = account
     position = store.positions.get(instrument.pk)
     held = position.quantity if position is not None else 0
-    price = instrument.last_price or signal.price
-    size = None
-    if signal.target != 0 and price:
-        try:
-            size = _entry_size(
-                strategy=strategy,
-                instrument=instrument,
-                side="buy" if signal.target > 0 else "sell",
-                price=float(price),
-                valuation=valuation_of(account=account, positions=batch.positions_by_symbol()),
-                rules=batch.rules,
-                market=batch.market,
-            )
-        except InvalidParameters:
-            return False
+    try:
+        size = signal_size(
+            signal=signal,
+            price=instrument.last_price or signal.price,
+            valuation=valuation_of(account=account, positions=batch.positions_by_symbol()),
+            rules=batch.rules,
+            market=batch.market,
+        )
+    except InvalidParameters:
+        return False
     plan = plan_order(signal=signal, position=held, size=size)
     if plan is None:
-        _signal_done_fields(signal, Signal.Status.SKIPPED, reason=_skip_reason(signal, size))
+        _signal_done_fields(signal, Signal.Status.SKIPPED, reason=skip_reason(signal, size))
         store.update(signal, SIGNAL_OUTCOME_FIELDS)
         return True
     if plan.opening and strategy.entry_order_type == "limit":
@@ -328,12 +323,6 @@ def _execute_one(batch: _Batch, signal: Signal) -> bool:
         _ack_apply_locked(order, ack, store)
     batch.recent += 1
     return True
-
-
-def _skip_reason(signal: Signal, size) -> str:
-    if signal.target and (size is None or size <= 0):
-        return "the sizing method gives no whole lot at this price"
-    return "already positioned as the signal wants" if signal.target else "no position to close"
 
 
 # --- the reads, each one statement under the account's lock --------------------------------

@@ -304,6 +304,28 @@ def _limit_price(
     return round_to_tick(raw, instrument.tick_size, up=side == "sell")
 
 
+def signal_size(*, signal: Signal, price, **known) -> Decimal | None:
+    """The entry size for the signal's target at ``price`` (None for an exit, or without a
+    price); ``known`` passes what a batch keeps in memory on to ``_entry_size``. Raises
+    ``InvalidParameters`` when the strategy's sizing cannot size it."""
+    if signal.target == 0 or not price:
+        return None
+    return _entry_size(
+        strategy=signal.strategy,
+        instrument=signal.instrument,
+        side="buy" if signal.target > 0 else "sell",
+        price=float(price),
+        **known,
+    )
+
+
+def skip_reason(signal: Signal, size: Decimal | None) -> str:
+    """Why a signal that needs no order needs none."""
+    if signal.target and (size is None or size <= 0):
+        return "the sizing method gives no whole lot at this price"
+    return "already positioned as the signal wants" if signal.target else "no position to close"
+
+
 def signal_execute(*, signal_id: int) -> Signal:
     """Size, check and place the order for a new signal; record what happened to it."""
     from apps.execution.services import order_submit
@@ -319,30 +341,18 @@ def signal_execute(*, signal_id: int) -> Signal:
         return _signal_done(signal, Signal.Status.ORDERED, order=existing)
 
     price = instrument.last_price or signal.price
-    size = None
-    if signal.target != 0 and price:
-        try:
-            size = _entry_size(
-                strategy=strategy,
-                instrument=instrument,
-                side="buy" if signal.target > 0 else "sell",
-                price=float(price),
-            )
-        except InvalidParameters as exc:
-            return _signal_done(
-                signal,
-                Signal.Status.REJECTED,
-                code="SIZING_FAILED",
-                reason=f"Sizing: {exc.message}",
-            )
+    try:
+        size = signal_size(signal=signal, price=price)
+    except InvalidParameters as exc:
+        return _signal_done(
+            signal,
+            Signal.Status.REJECTED,
+            code="SIZING_FAILED",
+            reason=f"Sizing: {exc.message}",
+        )
     plan = plan_order(signal=signal, position=position, size=size)
     if plan is None:
-        reason = (
-            "already positioned as the signal wants" if signal.target else "no position to close"
-        )
-        if signal.target and (size is None or size <= 0):
-            reason = "the sizing method gives no whole lot at this price"
-        return _signal_done(signal, Signal.Status.SKIPPED, reason=reason)
+        return _signal_done(signal, Signal.Status.SKIPPED, reason=skip_reason(signal, size))
 
     limit = None
     order_type = "market"

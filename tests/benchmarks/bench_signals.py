@@ -134,6 +134,24 @@ def latency() -> dict:
     return out
 
 
+def _celery_on(queue: str, database_url: str) -> dict:
+    """Send this process's tasks to ``queue`` on Redis; the environment of its workers."""
+    from celery import current_app
+
+    current_app.conf.task_always_eager = False
+    current_app.conf.broker_url = REDIS_URL
+    current_app.conf.task_default_queue = queue
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "CELERY_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "TESTING": "true",
+        "RISK_MAX_ORDERS_PER_MINUTE": "100000000",
+    }
+
+
 def _worker(queue: str, env: dict, log) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tradeplatform", "worker", "-Q", queue,
@@ -157,20 +175,7 @@ def throughput(database_url: str) -> dict:
     signals = _signals(strategy, instrument, THROUGHPUT_SIGNALS, datetime(2026, 3, 1, tzinfo=UTC))
     ids = [s.pk for s in signals]
     queue = f"bench-{os.getpid()}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "CELERY_QUEUE": queue,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "TESTING": "true",
-        "RISK_MAX_ORDERS_PER_MINUTE": "100000000",
-    }
-    from celery import current_app
-
-    current_app.conf.task_always_eager = False
-    current_app.conf.broker_url = REDIS_URL
-    current_app.conf.task_default_queue = queue
+    env = _celery_on(queue, database_url)
     broker = redis.Redis.from_url(REDIS_URL)
     started = time.perf_counter()
     for signal_id in ids:
@@ -229,20 +234,7 @@ def paced(database_url: str, rate: float = PACED_RATE, seconds: float = PACED_SE
 
     _, instrument, strategy = _world("bench-paced")
     queue = f"bench-paced-{os.getpid()}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": REDIS_URL,
-        "CELERY_QUEUE": queue,
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-        "TESTING": "true",
-        "RISK_MAX_ORDERS_PER_MINUTE": "100000000",
-    }
-    from celery import current_app
-
-    current_app.conf.task_always_eager = False
-    current_app.conf.broker_url = REDIS_URL
-    current_app.conf.task_default_queue = queue
+    env = _celery_on(queue, database_url)
     broker = redis.Redis.from_url(REDIS_URL)
     # BENCH_WORKER_LOG=<file> keeps what the worker printed (its errors).
     log = open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "w")  # noqa: SIM115
