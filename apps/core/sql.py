@@ -43,17 +43,6 @@ def columns(alias: str, model: type[Model]) -> str:
 
 
 @functools.cache
-def _insert_statement(model: type[Model], rows: int, skip_conflicts: bool) -> str:
-    fields = _writable(model)
-    row = f"({', '.join(['%s'] * len(fields))})"
-    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
-    return (
-        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * rows)}{conflicts} RETURNING {quote(model._meta.pk.column)}"
-    )
-
-
-@functools.cache
 def _writable(model: type[Model]) -> tuple:
     return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
@@ -102,7 +91,6 @@ def insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
     ``skip_conflicts``: a row a unique constraint refuses is not written and False is
     returned, without an error (``ON CONFLICT DO NOTHING`` on PostgreSQL, so the caller's
     transaction needs no savepoint; a savepoint elsewhere)."""
-    model = type(obj)
     if not is_postgresql():
         if not skip_conflicts:
             obj.save(force_insert=True)
@@ -113,32 +101,17 @@ def insert(obj: Model, *, skip_conflicts: bool = False) -> bool:
         except IntegrityError:
             return False
         return True
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in _writable(model)]
-    row = fetchone(_insert_statement(model, 1, skip_conflicts), values)
-    if row is None:
-        return False
-    obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
-    return True
+    return bool(insert_rows([obj], on_conflict="ON CONFLICT DO NOTHING" if skip_conflicts else ""))
 
 
 def insert_many(objs: Sequence[Model]) -> None:
     """INSERT several unsaved instances of one model in one statement; sets their pks."""
     if not objs:
         return
-    model = type(objs[0])
     if not is_postgresql():
-        model.objects.bulk_create(objs)
+        type(objs[0]).objects.bulk_create(objs)
         return
-    fields = _writable(model)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_statement(model, len(objs), False), values)
-        for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
-            obj.pk = pk
-            obj._state.adding = False
-            obj._state.db = connection.alias
+    insert_rows(objs)
 
 
 def update(obj: Model, fields: Sequence[str] | None = None) -> None:
@@ -198,37 +171,37 @@ def allocate_pks(model: type[Model], count: int) -> list[int]:
     return [pk for (pk,) in rows]
 
 
-# The statements below take one array per column (``unnest``), bound by the server: their
-# text stays short and the same for any number of rows (a VALUES list of a hundred rows is
-# a statement of thousands of placeholders that the client splits and the server parses).
-
-
-# Up to this many rows, a plain statement per row (or one VALUES list) costs less than the
-# arrays: the server plans it faster.
+# Writing many rows at once (PostgreSQL). Up to FEW_ROWS rows go as a VALUES list, which the
+# server plans fastest. More go as one array per column (``unnest``), bound by the server:
+# the statement's text stays short and the same for any number of rows, where a VALUES list
+# of a hundred rows is thousands of placeholders that the client splits and the server parses.
 FEW_ROWS = 4
 
 
-@functools.cache
-def _values_statement(model: type[Model], rows: int) -> str:
-    fields = model._meta.concrete_fields
-    row = f"({', '.join(['%s'] * len(fields))})"
-    return (
-        f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES {', '.join([row] * rows)}"
-    )
-
-
 def _array_types(fields) -> str:
-    return ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    # The columns' base types (varchar, not varchar(200); numeric, not numeric(20, 8)): an
+    # explicit cast would cut a long text short, where the column's own assignment refuses it.
+    return ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
 
 
 @functools.cache
-def _insert_unnest_statement(model: type[Model], with_pks: bool) -> tuple[tuple, str]:
+def _insert_statement(
+    model: type[Model], rows: int | None, with_pks: bool, on_conflict: str, match_on: str | None
+) -> tuple[tuple, str]:
+    """The INSERT of ``rows`` rows as a VALUES list, or of any number as arrays (None)."""
     fields = tuple(model._meta.concrete_fields) if with_pks else _writable(model)
-    returning = "" if with_pks else f" RETURNING {quote(model._meta.pk.column)}"
+    if rows is None:
+        source = f"SELECT * FROM unnest({_array_types(fields)})"
+    else:
+        source = "VALUES " + ", ".join([f"({', '.join(['%s'] * len(fields))})"] * rows)
+    returning = ""
+    if not with_pks:
+        returned = [model._meta.pk, *([model._meta.get_field(match_on)] if match_on else [])]
+        returning = f" RETURNING {', '.join(quote(f.column) for f in returned)}"
+    conflict = f" {on_conflict}" if on_conflict else ""
     return fields, (
         f"INSERT INTO {table(model)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"SELECT * FROM unnest({_array_types(fields)}){returning}"
+        f"{source}{conflict}{returning}"
     )
 
 
@@ -256,38 +229,55 @@ def _bound_cursor():
     return connection._prepare_cursor(ServerBindingCursor(connection.connection))
 
 
-def insert_rows(objs: Sequence[Model], *, with_pks: bool) -> None:
-    """INSERT instances of one model in one statement: with their primary keys set
-    beforehand (``with_pks``: ``allocate_pks`` or the caller's own), or given theirs."""
+def insert_rows(
+    objs: Sequence[Model],
+    *,
+    with_pks: bool = False,
+    on_conflict: str = "",
+    match_on: str | None = None,
+) -> list[Model]:
+    """INSERT instances of one model in one statement (PostgreSQL); returns those written.
+
+    ``with_pks``: their primary keys were set beforehand (``allocate_pks`` or the caller's
+    own); otherwise the database gives them theirs. ``on_conflict`` (``ON CONFLICT ... DO
+    NOTHING``) skips the rows a unique index refuses: RETURNING then gives only the rows
+    written, in no promised order, so more than one row needs ``match_on``, a unique field
+    the rows are matched back by (a uid)."""
     if not objs:
-        return
+        return []
+    assert not on_conflict or match_on or len(objs) == 1, "rows skipped need matching back"
     model = type(objs[0])
-    if len(objs) <= FEW_ROWS:
-        if not with_pks:
-            insert_many(objs)
-            return
-        fields = model._meta.concrete_fields
-        values = [
-            f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(_values_statement(model, len(objs)), values)
-        for obj in objs:
-            obj._state.adding = False
-            obj._state.db = connection.alias
-        return
-    fields, statement = _insert_unnest_statement(model, with_pks)
-    columns_values = [
-        [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields
-    ]
-    with _bound_cursor() as cursor:
-        cursor.execute(statement, columns_values)
-        pks = None if with_pks else [pk for (pk,) in cursor.fetchall()]
-    for index, obj in enumerate(objs):
-        if pks is not None:
-            obj.pk = pks[index]
+    rows = len(objs) if len(objs) <= FEW_ROWS else None
+    fields, statement = _insert_statement(model, rows, with_pks, on_conflict, match_on)
+    prep = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields]
+    if rows is None:  # one array per column
+        cursor, params = _bound_cursor(), prep
+    else:
+        cursor, params = (
+            connection.cursor(),
+            [prep[c][r] for r in range(rows) for c in range(len(fields))],
+        )
+    with cursor:
+        cursor.execute(statement, params)
+        returned = [] if with_pks else cursor.fetchall()
+    if with_pks:
+        written = list(objs)
+    elif match_on:
+        by_key = {getattr(obj, match_on): obj for obj in objs}
+        written = []
+        for pk, key in returned:
+            by_key[key].pk = pk
+            written.append(by_key[key])
+    elif on_conflict and not returned:  # the one row was skipped
+        written = []
+    else:  # every row, in the order given (as Django's bulk_create relies on too)
+        written = list(objs)
+        for obj, (pk,) in zip(objs, returned, strict=True):
+            obj.pk = pk
+    for obj in written:
         obj._state.adding = False
         obj._state.db = connection.alias
+    return written
 
 
 def update_many(objs: Sequence[Model], fields: Sequence[str] | None = None) -> None:

@@ -194,9 +194,9 @@ def test_update_many_writes_the_named_fields_and_fails_when_a_row_is_gone():
         assert stored.updated_at > stamp
     gone = _order(account, instrument, 9)
     gone.pk = sql.allocate_pks(Order, 1)[0]
-    with transaction.atomic(), pytest.raises(DatabaseError, match=r"1 of 2 rows|not updated"):
+    with pytest.raises(DatabaseError, match=r"1 of 2 rows|not updated"), transaction.atomic():
         sql.update_many([orders[0], gone], ["status"])  # a few: one UPDATE each
-    with transaction.atomic(), pytest.raises(DatabaseError, match=f"{len(orders)} of "):
+    with pytest.raises(DatabaseError, match=f"{len(orders)} of "), transaction.atomic():
         sql.update_many([*orders, gone], ["status"])  # more: one UPDATE for all
 
 
@@ -233,3 +233,13 @@ def test_write_behind_sends_one_statement_per_table_with_final_values():
     with CaptureQueriesContext(connection) as again:
         writes.flush()
     assert len(again) == 0
+
+
+@pytest.mark.parametrize("rows", [1, sql.FEW_ROWS + 1])  # a VALUES list, then arrays
+def test_insert_rows_refuses_a_text_too_long_instead_of_cutting_it(rows):
+    account, instrument = TradingAccountFactory(), InstrumentFactory(symbol="WBL")
+    orders = [_order(account, instrument, n) for n in range(rows)]
+    orders[-1].client_order_id = "x" * 200  # the column holds 64
+    with pytest.raises(DatabaseError, match="too long"), transaction.atomic():
+        sql.insert_rows(orders)
+    assert not Order.objects.filter(account=account).exists()
