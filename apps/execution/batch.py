@@ -41,7 +41,7 @@ from apps.accounts.models import TradingAccount
 from apps.accounts.selectors import valuation_of
 from apps.core import sql
 from apps.execution.brokers.paper import PaperBroker
-from apps.execution.domain.intents import InstrumentSpec, OrderIntent, intent_errors
+from apps.execution.domain.intents import InstrumentSpec, intent_errors
 from apps.execution.models import Order, OrderSource, Position, Signal, Trade
 from apps.execution.store import BatchStore
 from apps.marketdata.models import Instrument
@@ -230,15 +230,19 @@ def _account_batch(account_id: int, signal_ids: list[int]) -> tuple[list[int], l
 def _execute_one(batch: _Batch, signal: Signal) -> bool:
     """Execute one signal into the batch's store; False (nothing changed) when it needs the
     single path."""
-    from apps.execution.pipeline import _signal_done_fields, plan_order, signal_size, skip_reason
+    from apps.execution.pipeline import (
+        _signal_done_fields,
+        plan_order,
+        signal_intent,
+        signal_size,
+        skip_reason,
+    )
     from apps.execution.services import (
         SIGNAL_OUTCOME_FIELDS,
         _ack_apply_locked,
-        _broadcast_order,
-        _creation_events,
         _order_build,
+        _order_created,
         _order_writes_batched,
-        _signal_ordered,
     )
 
     account, store, now = batch.account, batch.store, batch.now
@@ -261,18 +265,9 @@ def _execute_one(batch: _Batch, signal: Signal) -> bool:
         _signal_done_fields(signal, Signal.Status.SKIPPED, reason=skip_reason(signal, size))
         store.update(signal, SIGNAL_OUTCOME_FIELDS)
         return True
-    if plan.opening and strategy.entry_order_type == "limit":
-        return False
-    if instrument.last_price is None:
-        return False
-    intent = OrderIntent(
-        symbol=instrument.symbol,
-        side=plan.side,
-        quantity=plan.quantity,
-        order_type="market",
-        time_in_force="day",
-        client_order_id=f"sig-{signal.pk}",
-    )
+    intent = signal_intent(signal=signal, plan=plan, price=instrument.last_price)
+    if intent.order_type != "market" or instrument.last_price is None:
+        return False  # a limit entry rests: the single path places it
     spec = InstrumentSpec(
         instrument.symbol, instrument.tradable, instrument.lot_size, instrument.tick_size
     )
@@ -316,9 +311,7 @@ def _execute_one(batch: _Batch, signal: Signal) -> bool:
     if not ack.accepted or ack.cancel_rest or filled != order.quantity:
         return False  # a partial fill or a refusal: the single path books it as it comes
     store.insert(order)
-    store.insert_many(_creation_events(order, intent=intent, source=OrderSource.STRATEGY, now=now))
-    store.update(_signal_ordered(signal, order, now), SIGNAL_OUTCOME_FIELDS)
-    _broadcast_order(order)
+    _order_created(order, intent=intent, source=OrderSource.STRATEGY, now=now, store=store)
     with _order_writes_batched(order, store):
         _ack_apply_locked(order, ack, store)
     batch.recent += 1

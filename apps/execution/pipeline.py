@@ -326,6 +326,24 @@ def skip_reason(signal: Signal, size: Decimal | None) -> str:
     return "already positioned as the signal wants" if signal.target else "no position to close"
 
 
+def signal_intent(*, signal: Signal, plan: OrderPlan, price) -> OrderIntent:
+    """The order that carries out ``plan``: a market order, or for a strategy that enters
+    with limits, an entry priced inside the market by its offset."""
+    strategy, instrument = signal.strategy, signal.instrument
+    limit = None
+    if plan.opening and strategy.entry_order_type == "limit" and price:
+        limit = _limit_price(strategy=strategy, instrument=instrument, side=plan.side, price=price)
+    return OrderIntent(
+        symbol=instrument.symbol,
+        side=plan.side,
+        quantity=plan.quantity,
+        order_type="limit" if limit is not None else "market",
+        time_in_force="day",
+        limit_price=limit,
+        client_order_id=f"sig-{signal.pk}",
+    )
+
+
 def signal_execute(*, signal_id: int) -> Signal:
     """Size, check and place the order for a new signal; record what happened to it."""
     from apps.execution.services import order_submit
@@ -354,20 +372,7 @@ def signal_execute(*, signal_id: int) -> Signal:
     if plan is None:
         return _signal_done(signal, Signal.Status.SKIPPED, reason=skip_reason(signal, size))
 
-    limit = None
-    order_type = "market"
-    if plan.opening and strategy.entry_order_type == "limit" and price:
-        order_type = "limit"
-        limit = _limit_price(strategy=strategy, instrument=instrument, side=plan.side, price=price)
-    intent = OrderIntent(
-        symbol=instrument.symbol,
-        side=plan.side,
-        quantity=plan.quantity,
-        order_type=order_type,
-        time_in_force="day",
-        limit_price=limit,
-        client_order_id=client_order_id,
-    )
+    intent = signal_intent(signal=signal, plan=plan, price=price)
     try:
         order = order_submit(
             account=signal.account,
@@ -418,18 +423,11 @@ def _signal_done_fields(
     return outcome
 
 
-def _signal_done(
-    signal: Signal,
-    status: str,
-    *,
-    order: Order | None = None,
-    code: str = "",
-    reason: str = "",
-    decision: dict | None = None,
-) -> Signal:
-    outcome = _signal_done_fields(
-        signal, status, order=order, code=code, reason=reason, decision=decision
-    )
+def _signal_done(signal: Signal, status: str, **outcome) -> Signal:
+    """Record the signal's outcome (``_signal_done_fields``'s keywords) unless another worker
+    recorded one first."""
+    order = outcome.get("order")
+    outcome = _signal_done_fields(signal, status, **outcome)
     # One conditional UPDATE (the database serialises two workers on the row): a signal that
     # is no longer new keeps its outcome, unless an order was placed for it, which always wins.
     rows = Signal.objects.filter(pk=signal.pk)

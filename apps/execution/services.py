@@ -335,13 +335,21 @@ def _order_create(
                 code="duplicate_client_order_id",
                 fields={"client_order_id": "Already used on this account."},
             )
-        sql.insert_many(_creation_events(order, intent=intent, source=source, now=now))
-        if signal is not None:
-            # The signal is ordered once its order exists: recorded in the same transaction
-            # (whatever the broker answers, the order is the signal's outcome).
-            sql.update(_signal_ordered(signal, order, now), SIGNAL_OUTCOME_FIELDS)
-        _broadcast_order(order)
+        _order_created(order, intent=intent, source=source, now=now)
     return order
+
+
+def _order_created(
+    order: Order, *, intent: OrderIntent, source: str, now: datetime, store: Store = DIRECT
+) -> None:
+    """What goes with an order just written: its events (new, submitted), its signal marked
+    ordered, and the live update."""
+    store.insert_many(_creation_events(order, intent=intent, source=source, now=now))
+    if order.signal is not None:
+        # The signal is ordered once its order exists: recorded in the same transaction
+        # (whatever the broker answers, the order is the signal's outcome).
+        store.update(_signal_ordered(order.signal, order, now), SIGNAL_OUTCOME_FIELDS)
+    _broadcast_order(order)
 
 
 def _order_build(
